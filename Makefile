@@ -1,0 +1,42 @@
+# Two commands on a fresh machine: `make site` builds the site, `make test` runs every test.
+# Both create .venv from requirements.lock first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(abspath $(VENV))/bin
+# The radon survey files are copied from a local mirror when there is one, else downloaded.
+RADON_MIRROR ?= $(wildcard $(abspath ../shared/data/radon))
+export RADON_MIRROR
+export PATH := $(BIN):$(PATH)
+
+.PHONY: site test lint bench browser clean-cache
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $@
+
+# Quarto renders the real site; where it cannot be installed, the same chapters are executed
+# and written as an offline HTML preview instead, and the command says which it did.
+site: $(VENV)/.installed
+	@if command -v quarto >/dev/null 2>&1 || { $(BIN)/pip install --quiet quarto-cli >/dev/null 2>&1 && command -v quarto >/dev/null 2>&1 && quarto --version >/dev/null 2>&1; }; then \
+		echo "Rendering the site with Quarto $$(quarto --version) into _site/"; \
+		QUARTO_PYTHON=$(BIN)/python quarto render; \
+	else \
+		echo "Quarto is not available here: building the offline preview into _preview/ instead."; \
+		$(BIN)/python -m pooling.build preview; \
+	fi
+
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; \
+		else echo "Install Chromium (Debian: apt-get install chromium chromium-driver) for the browser tests."; exit 1; fi; }
+
+test: $(VENV)/.installed browser
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check src tests chapters
+
+clean-cache:
+	rm -rf _cache _freeze

@@ -1,0 +1,232 @@
+"""Build without Quarto: execute each chapter in a Jupyter kernel and write the offline HTML preview.
+
+This is what Quarto's Jupyter engine does with the same `.qmd` sources: the chapters, their order
+and titles come from `_quarto.yml`; nothing is written twice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import os
+import re
+import shutil
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jupytext
+import nbformat
+import yaml
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+from nbconvert import HTMLExporter
+from nbconvert.preprocessors import TagRemovePreprocessor
+
+from pooling.chapter import PLOTLY_ASSET, ensure_plotly_asset
+from pooling.data import PROJECT_ROOT
+
+PREVIEW_DIR = PROJECT_ROOT / "_preview"
+CELL_TIMEOUT = 1800  # seconds; the all-states fits are the slowest cells
+
+
+@dataclass
+class ChapterResult:
+    source: Path
+    title: str
+    seconds: float = 0.0
+    error: str | None = None
+    notebook: nbformat.NotebookNode | None = field(default=None, repr=False)
+
+
+def quarto_config(root: Path = PROJECT_ROOT) -> dict:
+    return yaml.safe_load((root / "_quarto.yml").read_text())
+
+
+def chapter_sources(root: Path = PROJECT_ROOT) -> list[Path]:
+    """Every page in the order of the site's sidebar, parts included."""
+    sources = []
+
+    def walk(entries):
+        for entry in entries:
+            if isinstance(entry, str):
+                sources.append(root / entry)
+            elif isinstance(entry, dict):
+                if "href" in entry:
+                    sources.append(root / entry["href"])
+                walk(entry.get("contents", []))
+
+    walk(quarto_config(root)["website"]["sidebar"]["contents"])
+    return sources
+
+
+def cell_options(source: str) -> dict:
+    """Quarto's `#|` cell options at the top of a code cell."""
+    lines = []
+    for line in source.splitlines():
+        if not line.startswith("#|"):
+            break
+        lines.append(line[2:].strip())
+    return yaml.safe_load("\n".join(lines)) or {} if lines else {}
+
+
+def read_chapter(path: Path) -> tuple[nbformat.NotebookNode, dict]:
+    """A `.qmd` as a notebook (the Jupyter engine's view of it) and its front matter."""
+    notebook = jupytext.reads(path.read_text(), fmt="Rmd")
+    front_matter = {}
+    if notebook.cells and notebook.cells[0].cell_type == "raw" and notebook.cells[0].source.startswith("---"):
+        front_matter = yaml.safe_load(notebook.cells[0].source.strip("-\n")) or {}
+        notebook.cells = notebook.cells[1:]
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    return notebook, front_matter
+
+
+def execute_chapter(path: Path) -> ChapterResult:
+    """Run every cell in a fresh kernel from the chapter's folder, as Quarto does."""
+    notebook, front_matter = read_chapter(path)
+    result = ChapterResult(path, front_matter.get("title", path.stem))
+    start = time.perf_counter()
+    client = NotebookClient(
+        notebook, timeout=CELL_TIMEOUT, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    )
+    try:
+        client.execute()
+    except CellExecutionError as error:
+        failing = next(
+            (
+                number
+                for number, cell in enumerate(notebook.cells)
+                if cell.cell_type == "code"
+                and any(output.get("output_type") == "error" for output in cell.get("outputs", []))
+            ),
+            None,
+        )
+        label = cell_options(notebook.cells[failing].source).get("label", "") if failing is not None else ""
+        where = f"cell {failing}" + (f" ({label})" if label else "")
+        result.error = f"{path.relative_to(PROJECT_ROOT)}: {where} failed:\n{error}"
+    result.seconds = time.perf_counter() - start
+    result.notebook = notebook
+    return result
+
+
+def _preview_cells(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Apply Quarto's cell options and figure captions so the preview shows what the site shows."""
+    notebook = nbformat.from_dict(notebook)
+    figures = {}
+    cells = []
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            options = cell_options(cell.source)
+            tags = set(cell.metadata.get("tags", []))
+            if options.get("include") is False:
+                continue
+            if options.get("echo") is False:
+                tags.add("remove_input")
+            if options.get("output") is False:
+                tags.add("remove_output")
+            cell.metadata["tags"] = sorted(tags)
+            cell.source = "\n".join(line for line in cell.source.splitlines() if not line.startswith("#|"))
+            cells.append(cell)
+            label = str(options.get("label", ""))
+            if label.startswith(("fig-", "tbl-")):
+                kind = "Figure" if label.startswith("fig-") else "Table"
+                figures[label] = f"{kind} {sum(1 for other in figures if other[:4] == label[:4]) + 1}"
+                caption = options.get("fig-cap") or options.get("tbl-cap") or ""
+                cells.append(
+                    nbformat.v4.new_markdown_cell(f'<p id="{label}" class="caption">{figures[label]}: {caption}</p>')
+                )
+        elif cell.cell_type == "markdown":
+            # Quarto's fenced divs (callouts) keep their text; the fences are dropped.
+            cell.source = "\n".join(line for line in cell.source.splitlines() if not line.startswith(":::"))
+            cells.append(cell)
+    for cell in cells:
+        if cell.cell_type == "markdown":
+            cell.source = re.sub(
+                r"@((?:fig|tbl)-[\w-]+)",
+                lambda match: f"[{figures.get(match.group(1), match.group(1))}](#{match.group(1)})",
+                cell.source,
+            )
+            # Citations show as plain keys; the Quarto site formats them from references.bib.
+            cell.source = re.sub(
+                r"\[(-?@[\w:-]+(?:;\s*-?@[\w:-]+)*)\]", lambda m: "(" + m.group(1).replace("@", "") + ")", cell.source
+            )
+    notebook.cells = cells
+    return notebook
+
+
+def _navigation(pages: list[tuple[str, str]], current: str) -> str:
+    links = []
+    for target, title in pages:
+        relative = os.path.relpath(target, os.path.dirname(current) or ".")
+        style = ' style="font-weight:bold"' if target == current else ""
+        links.append(f'<a href="{html.escape(relative)}"{style}>{html.escape(title)}</a>')
+    notebook = html.escape(os.path.basename(current)[: -len(".html")] + ".ipynb")
+    notebook_link = f'<a href="{notebook}" download>Download this chapter as a notebook</a>'
+    return (
+        '<nav class="book-navigation" style="padding:0.6em 1em;border-bottom:1px solid #ddd;'
+        'display:flex;flex-wrap:wrap;gap:0.4em 1.2em;font-family:sans-serif;font-size:0.9em">'
+        + " ".join(links)
+        + f" | {notebook_link}</nav>"
+    )
+
+
+def write_preview(results: list[ChapterResult], out_dir: Path = PREVIEW_DIR, root: Path = PROJECT_ROOT) -> list[Path]:
+    """Write each executed chapter as an HTML page plus its notebook; return the page paths."""
+    exporter = HTMLExporter(template_name="lab")
+    exporter.register_preprocessor(
+        TagRemovePreprocessor(remove_input_tags={"remove_input"}, remove_all_outputs_tags={"remove_output"}),
+        enabled=True,
+    )
+    pages = [(str(result.source.relative_to(root).with_suffix(".html")), result.title) for result in results]
+    asset = out_dir / PLOTLY_ASSET
+    asset.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(ensure_plotly_asset(root), asset)
+    written = []
+    for result, (page, title) in zip(results, pages, strict=False):
+        notebook = _preview_cells(result.notebook)
+        notebook.cells.insert(0, nbformat.v4.new_markdown_cell(f"# {title}"))
+        body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": title}})
+        body = body.replace("<body", f'<body data-page="{html.escape(page)}"', 1)
+        body = re.sub(
+            r"(<body[^>]*>)", lambda match, page=page: match.group(1) + _navigation(pages, page), body, count=1
+        )
+        target = out_dir / page
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(body)
+        nbformat.write(result.notebook, target.with_suffix(".ipynb"))
+        written.append(target)
+    return written
+
+
+def build_preview(sources: list[Path] | None = None, jobs: int = 1, out_dir: Path = PREVIEW_DIR) -> list[ChapterResult]:
+    """Execute the chapters (in `jobs` parallel kernels) and write the preview of those that ran."""
+    sources = sources or chapter_sources()
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        results = list(pool.map(execute_chapter, sources))
+    write_preview([result for result in results if result.error is None], out_dir)
+    return results
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["preview", "asset"])
+    parser.add_argument("--jobs", type=int, default=1, help="chapters executed at once")
+    args = parser.parse_args(argv)
+    if args.command == "asset":
+        print(ensure_plotly_asset())
+        return 0
+    results = build_preview(jobs=args.jobs)
+    for result in results:
+        status = "FAILED" if result.error else "ok"
+        print(f"{status:6} {result.seconds:7.1f} s  {result.source.relative_to(PROJECT_ROOT)}")
+    failures = [result.error for result in results if result.error]
+    for failure in failures:
+        print(failure, file=sys.stderr)
+    print(f"Offline preview (not a Quarto render) written to {PREVIEW_DIR}/index.html")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""Chapter setup: what every chapter's first cell runs, and generated prose."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import plotly.io as pio
+from IPython.display import HTML, Markdown, display
+from plotly.io._base_renderers import MimetypeRenderer
+
+from pooling.data import PROJECT_ROOT
+
+PLOTLY_ASSET = Path("assets") / "plotly.min.js"
+
+
+def ensure_plotly_asset(root: Path = PROJECT_ROOT) -> Path:
+    """Copy the plotly.js that the plotly package ships into the site, so figures need no CDN."""
+    source = Path(pio.__file__).parents[1] / "package_data" / "plotly.min.js"
+    target = root / PLOTLY_ASSET
+    if not target.exists() or target.stat().st_size != source.stat().st_size:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+    return target
+
+
+class BookRenderer(MimetypeRenderer):
+    """Plotly figures as plain HTML that expects plotly.js already loaded once by the page."""
+
+    def __init__(self):
+        self.count = 0
+
+    def to_mimebundle(self, fig_dict):
+        self.count += 1  # stable div ids keep re-renders byte-identical
+        html = pio.to_html(
+            fig_dict,
+            full_html=False,
+            include_plotlyjs=False,
+            div_id=f"plotly-figure-{self.count}",
+            config={"responsive": True, "displaylogo": False},
+            validate=False,
+        )
+        return {"text/html": html}
+
+
+def _book_template() -> dict:
+    template = pio.templates["plotly_white"].to_plotly_json()
+    template["layout"].update(
+        font={"size": 14},
+        title={"x": 0.0, "xanchor": "left", "font": {"size": 17}},
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0, "xanchor": "left"},
+        margin={"l": 60, "r": 20, "t": 90, "b": 55},
+        hoverlabel={"namelength": -1},
+        autosize=True,
+    )
+    return template
+
+
+def setup_chapter(name: str) -> None:
+    """Seed, plotly template and renderer, and plotly.js loaded once for the page."""
+    os.environ["POOLING_CHAPTER"] = name
+    np.random.seed(20200624)  # only a fallback: every random step in the book passes its own seed
+    pio.templates["book"] = _book_template()
+    pio.templates.default = "book"
+    pio.renderers["book"] = BookRenderer()
+    pio.renderers.default = "book"
+    asset = ensure_plotly_asset()
+    relative = os.path.relpath(asset, Path.cwd())
+    display(HTML(f'<script src="{relative}"></script>'))
+
+
+def prose(text: str) -> None:
+    """Show Markdown whose numbers the chapter computed (works under Quarto and the offline executor)."""
+    display(Markdown(text))
+
+
+def number(value: float, digits: int = 2) -> str:
+    """A number formatted for prose, with a true minus sign."""
+    return f"{value:.{digits}f}".replace("-", "−")

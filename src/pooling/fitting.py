@@ -1,0 +1,266 @@
+"""Fitting: one `fit` entry point that samples, checks diagnostics and caches the result on disk."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import platform
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+
+import arviz as az
+import bambi as bmb
+import pandas as pd
+
+from pooling.data import PROJECT_ROOT
+from pooling.models import ModelSpec
+
+SEED = 20200624  # the day the original notebook was posted
+R_HAT_MAX = 1.01
+ESS_BULK_MIN = 400
+DEFAULT_SAMPLER = "nutpie"
+SAMPLER_SETTINGS = {"draws": 1000, "tune": 1000, "chains": 4}
+CACHE_FORMAT = 1  # bump when the layout of cached files changes
+LIBRARIES = ("bambi", "pymc", "pytensor", "arviz", "numpy", "pandas", "nutpie")
+
+
+class DiagnosticsError(RuntimeError):
+    """A fit failed its convergence checks; the message names the model and the failing check."""
+
+
+@dataclass(frozen=True)
+class Diagnostics:
+    r_hat_max: float
+    ess_bulk_min: float
+    divergences: int
+    worst_r_hat: str
+    worst_ess: str
+
+    def problems(self, allow_divergences: bool = False) -> list[str]:
+        found = []
+        if not self.r_hat_max <= R_HAT_MAX:
+            found.append(f"r_hat {self.r_hat_max:.3f} > {R_HAT_MAX} (worst: {self.worst_r_hat})")
+        if not self.ess_bulk_min >= ESS_BULK_MIN:
+            found.append(f"bulk ESS {self.ess_bulk_min:.0f} < {ESS_BULK_MIN} (worst: {self.worst_ess})")
+        if self.divergences and not allow_divergences:
+            found.append(f"{self.divergences} divergent transitions")
+        return found
+
+
+@dataclass
+class Fit:
+    """A fitted model: its spec, the Bambi model, the posterior and how the sampling went."""
+
+    spec: ModelSpec
+    model: bmb.Model
+    idata: az.InferenceData
+    diagnostics: Diagnostics
+    sampler: str
+    settings: dict
+    seed: int
+    fit_seconds: float
+    from_cache: bool
+    key: str
+
+    def summary(self, var_names=None) -> pd.DataFrame:
+        return az.summary(self.idata, var_names=var_names, kind="all", round_to=None)
+
+    def report(self) -> dict:
+        """One row for the diagnostics tables and the reproducibility appendix."""
+        return {
+            "model": self.spec.name,
+            "formula": self.spec.formula + (f"; {self.spec.distributional}" if self.spec.distributional else ""),
+            "sampler": self.sampler,
+            "chains": self.settings["chains"],
+            "draws": self.settings["draws"],
+            "r_hat max": round(self.diagnostics.r_hat_max, 3),
+            "bulk ESS min": int(self.diagnostics.ess_bulk_min),
+            "divergences": self.diagnostics.divergences,
+            "fit seconds": round(self.fit_seconds, 1),
+        }
+
+
+def library_versions() -> dict[str, str]:
+    return {name: version(name) for name in LIBRARIES} | {"python": platform.python_version()}
+
+
+def data_fingerprint(data: pd.DataFrame) -> str:
+    digest = hashlib.sha256()
+    digest.update(repr([(column, str(dtype)) for column, dtype in data.dtypes.items()]).encode())
+    for column in data.columns:
+        if isinstance(data[column].dtype, pd.CategoricalDtype):
+            digest.update(repr(list(data[column].cat.categories)).encode())
+    digest.update(pd.util.hash_pandas_object(data, index=True).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def cache_key(
+    spec: ModelSpec, data: pd.DataFrame, sampler: str, settings: dict, seed: int, log_likelihood: bool
+) -> str:
+    identity = {
+        "format": CACHE_FORMAT,
+        "model": spec.identity(),
+        "data": data_fingerprint(data),
+        "sampler": sampler,
+        "settings": settings,
+        "seed": seed,
+        "log_likelihood": log_likelihood,
+        "libraries": library_versions(),
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("POOLING_CACHE", PROJECT_ROOT / "_cache" / "fits"))
+
+
+def add_combined(spec: ModelSpec, idata: az.InferenceData) -> None:
+    """Add each of the spec's identified sums of terms to the posterior."""
+    for name, parts in spec.combined:
+        idata.posterior[name] = sum(idata.posterior[part] for part in parts)
+
+
+def diagnose(idata: az.InferenceData, exclude=()) -> Diagnostics:
+    """Worst r_hat and bulk ESS over the posterior variables not excluded, and the count of divergences."""
+    # Names ending in "__" are the sampler's unconstrained copies (nutpie keeps them), not parameters.
+    var_names = [name for name in idata.posterior.data_vars if name not in set(exclude) and not name.endswith("__")]
+    r_hat = az.rhat(idata, var_names=var_names)
+    ess = az.ess(idata, var_names=var_names, method="bulk")
+    worst_r_hat, r_hat_max = max(
+        ((name, float(r_hat[name].max())) for name in r_hat.data_vars), key=lambda item: item[1]
+    )
+    worst_ess, ess_min = min(((name, float(ess[name].min())) for name in ess.data_vars), key=lambda item: item[1])
+    divergences = int(idata.sample_stats["diverging"].sum()) if "diverging" in idata.sample_stats else 0
+    return Diagnostics(r_hat_max, ess_min, divergences, worst_r_hat, worst_ess)
+
+
+def _sample(model: bmb.Model, sampler: str, settings: dict, seed: int, log_likelihood: bool) -> az.InferenceData:
+    options = dict(settings, random_seed=seed, progressbar=False, inference_method=sampler)
+    if sampler == "pymc":
+        options["cores"] = min(settings["chains"], os.cpu_count() or 1)
+    with warnings.catch_warnings():
+        # PyMC's own convergence warnings repeat what the gate below reports by name.
+        warnings.filterwarnings("ignore", message=".*(rhat|r_hat|effective sample size|divergen).*")
+        idata = model.fit(**options)
+    if log_likelihood:
+        model.compute_log_likelihood(idata)
+    return idata
+
+
+def _load(path: Path, meta_path: Path, key: str):
+    """Return (idata, metadata) from the cache, or None if absent or unreadable (then it is removed)."""
+    if not (path.exists() and meta_path.exists()):
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+        if meta["key"] != key:
+            raise ValueError("cache key mismatch")
+        idata = az.from_netcdf(path)
+        idata.load()
+        return idata, meta
+    except Exception as error:  # a corrupt entry is refitted, never trusted
+        print(f"Discarding unreadable cached fit {path.name}: {error}", file=sys.stderr)
+        path.unlink(missing_ok=True)
+        meta_path.unlink(missing_ok=True)
+        return None
+
+
+def _atomic_write(path: Path, write) -> None:
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        write(partial)
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def fit(
+    spec: ModelSpec,
+    data: pd.DataFrame,
+    *,
+    sampler: str = DEFAULT_SAMPLER,
+    draws: int = SAMPLER_SETTINGS["draws"],
+    tune: int = SAMPLER_SETTINGS["tune"],
+    chains: int = SAMPLER_SETTINGS["chains"],
+    seed: int = SEED,
+    log_likelihood: bool = True,
+    demonstrates_failure: bool = False,
+    allow_divergences: bool = False,
+    use_cache: bool = True,
+) -> Fit:
+    """Fit `spec` to `data`, or load the identical fit from the cache, then check its diagnostics.
+
+    Raises DiagnosticsError when r_hat > 1.01, bulk ESS < 400 or there are divergences, unless
+    the caller is `demonstrates_failure` (a chapter showing a failing fit on purpose, which
+    then reports the problems instead) or `allow_divergences` for divergences alone.
+    """
+    settings = {"draws": int(draws), "tune": int(tune), "chains": int(chains)}
+    model = spec.build(data)
+    key = cache_key(spec, data, sampler, settings, seed, log_likelihood)
+    path = cache_dir() / f"{spec.name}-{key[:16]}.nc"
+    meta_path = path.with_suffix(".json")
+
+    cached = _load(path, meta_path, key) if use_cache else None
+    if cached is not None:
+        idata, meta = cached
+        fit_seconds, from_cache = meta["fit_seconds"], True
+    else:
+        start = time.perf_counter()
+        idata = _sample(model, sampler, settings, seed, log_likelihood)
+        fit_seconds, from_cache = time.perf_counter() - start, False
+
+    add_combined(spec, idata)
+    parts = {part for _, combined_parts in spec.combined for part in combined_parts}
+    result = Fit(spec, model, idata, diagnose(idata, exclude=parts), sampler, settings, seed, fit_seconds, from_cache, key)
+    if use_cache and not from_cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(path, lambda target: idata.to_netcdf(target))
+        meta = {
+            "key": key,
+            "fit_seconds": fit_seconds,
+            "identity": spec.identity(),
+            "seed": seed,
+            "libraries": library_versions(),
+            "report": result.report(),
+        }
+        _atomic_write(meta_path, lambda target: target.write_text(json.dumps(meta, indent=1)))
+    if use_cache:
+        _record_in_ledger(result)
+
+    problems = result.diagnostics.problems(allow_divergences)
+    if problems and not demonstrates_failure:
+        raise DiagnosticsError(f"Model {spec.name!r} ({spec.formula}) failed its diagnostics: " + "; ".join(problems))
+    return result
+
+
+def _ledger_path() -> Path:
+    return cache_dir().parent / "ledger.json"
+
+
+def _record_in_ledger(result: Fit) -> None:
+    """Remember the latest fit of each model, with the chapter that made it, for the appendix."""
+    path = _ledger_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as lock:  # chapters may run in parallel
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        ledger = json.loads(path.read_text()) if path.exists() else {}
+        ledger[result.spec.name] = {"chapter": os.environ.get("POOLING_CHAPTER", ""), **result.report()}
+        _atomic_write(path, lambda target: target.write_text(json.dumps(ledger, indent=1, sort_keys=True)))
+
+
+def diagnostics_table(fits: list[Fit]) -> pd.DataFrame:
+    """The compact r_hat / ESS / divergences table every chapter shows for its models."""
+    return pd.DataFrame([fitted.report() for fitted in fits]).set_index("model")
+
+
+def fit_ledger() -> pd.DataFrame:
+    """The latest fit of every model in the book, as recorded by `fit`, for the reproducibility appendix."""
+    path = _ledger_path()
+    ledger = json.loads(path.read_text()) if path.exists() else {}
+    return pd.DataFrame(list(ledger.values())).sort_values(["chapter", "model"]) if ledger else pd.DataFrame()
