@@ -38,5 +38,9 @@ test: $(VENV)/.installed browser
 lint: $(VENV)/.installed
 	$(BIN)/ruff check src tests chapters
 
+# Not part of the tests: timings live here, written to benchmarks/results.md.
+bench: $(VENV)/.installed
+	$(BIN)/python benchmarks/run.py
+
 clean-cache:
 	rm -rf _cache _freeze

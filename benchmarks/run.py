@@ -1,0 +1,146 @@
+"""Benchmarks: build times, sampler comparison and scaling, written to benchmarks/results.md.
+
+Run with `make bench`. Every number in the results file is measured by this script in one run on one machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pooling.build import PROJECT_ROOT
+from pooling.data import radon_minnesota, simulate_sites, two_sites
+from pooling.fitting import diagnose, fit, library_versions
+from pooling.models import RADON_MODELS, TOY_MODELS, ModelSpec
+
+RESULTS = PROJECT_ROOT / "benchmarks" / "results.md"
+SAMPLERS = ("nutpie", "pymc")
+
+# The book's models timed under both samplers: (label, spec, data loader).
+COMPARED = [
+    ("toy pooled", TOY_MODELS["toy_pooled"], two_sites),
+    ("toy hierarchical (centred)", TOY_MODELS["toy_hierarchical"], two_sites),
+    ("radon varying intercepts", RADON_MODELS["radon_varying_intercepts"], radon_minnesota),
+    ("radon varying slopes", RADON_MODELS["radon_varying_slopes"], radon_minnesota),
+]
+SCALING_GROUPS = (10, 100, 1000, 5000)
+SCALING_ROWS = (1_000, 10_000, 100_000, 1_000_000)
+SCALING_SETTINGS = {"draws": 500, "tune": 500, "chains": 2}
+
+
+def machine() -> str:
+    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if "model name" in line),
+        platform.processor(),
+    )
+    versions = ", ".join(f"{name} {value}" for name, value in library_versions().items())
+    return f"{cpu}; {os.cpu_count()} cores; {memory_gib:.0f} GiB; {platform.platform()}; {versions}"
+
+
+def timed_build(cache: Path, jobs: int) -> float:
+    """Seconds for a full offline build (every chapter executed) with the given fit cache."""
+    environment = dict(os.environ, POOLING_CACHE=str(cache))
+    with tempfile.TemporaryDirectory() as out:
+        start = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-c", f"from pooling.build import build_preview; from pathlib import Path; "
+             f"r = build_preview(jobs={jobs}, out_dir=Path({out!r})); "
+             "import sys; sys.exit(any(x.error for x in r))"],
+            check=True, env=environment, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        return time.perf_counter() - start
+
+
+def build_times(jobs: int) -> pd.DataFrame:
+    cache = Path(tempfile.mkdtemp(prefix="bench-cache-")) / "fits"
+    try:
+        cold = timed_build(cache, jobs)
+        warm = timed_build(cache, jobs)
+    finally:
+        shutil.rmtree(cache.parent)
+    return pd.DataFrame(
+        [{"build": "cold (empty fit cache)", "jobs": jobs, "seconds": round(cold, 1)},
+         {"build": "warm (full fit cache)", "jobs": jobs, "seconds": round(warm, 1)}]
+    ).assign(**{"cold / warm": round(cold / warm, 1)})
+
+
+def sampler_comparison() -> pd.DataFrame:
+    rows = []
+    for label, spec, load in COMPARED:
+        data = load()
+        means = {}
+        for sampler in SAMPLERS:
+            result = fit(spec, data, sampler=sampler, use_cache=False, demonstrates_failure=True)
+            ess_per_second = result.diagnostics.ess_bulk_min / result.fit_seconds
+            means[sampler] = result.idata.posterior
+            rows.append({"model": label, "sampler": sampler, "fit seconds": round(result.fit_seconds, 1),
+                         "bulk ESS min": int(result.diagnostics.ess_bulk_min),
+                         "min bulk ESS / s": round(ess_per_second, 1),
+                         "r_hat max": round(result.diagnostics.r_hat_max, 3),
+                         "divergences": result.diagnostics.divergences})
+        # Same posterior: largest gap between the samplers' means, in posterior sds.
+        gaps = [float(np.max(np.abs(means["nutpie"][name].mean(("chain", "draw"))
+                                     - means["pymc"][name].mean(("chain", "draw")))
+                              / means["pymc"][name].std(("chain", "draw"))))
+                for name in means["pymc"].data_vars if not name.endswith("__")]
+        rows[-1]["largest mean gap (posterior sd)"] = rows[-2]["largest mean gap (posterior sd)"] = round(max(gaps), 3)
+    table = pd.DataFrame(rows)
+    nutpie = table[table.sampler == "nutpie"].set_index("model")["min bulk ESS / s"]
+    pymc = table[table.sampler == "pymc"].set_index("model")["min bulk ESS / s"]
+    return table, (nutpie / pymc).round(1)
+
+
+def scaling(spec: ModelSpec) -> pd.DataFrame:
+    """Fit time of the hierarchical slope model as the number of groups and of rows grows."""
+    rows = []
+    settings = [(groups, 20 * groups) for groups in SCALING_GROUPS] + [(100, n) for n in SCALING_ROWS]
+    for groups, n_rows in settings:
+        slopes = np.random.default_rng(groups).normal(0.0, 2.0, groups)
+        data = simulate_sites(slopes=slopes, points_per_site=n_rows // groups, seed=groups + n_rows)
+        start = time.perf_counter()
+        result = fit(spec, data, **SCALING_SETTINGS, use_cache=False, log_likelihood=False, demonstrates_failure=True)
+        rows.append({"groups": groups, "rows": len(data), "fit seconds": round(time.perf_counter() - start, 1),
+                     "bulk ESS min": int(diagnose(result.idata).ess_bulk_min),
+                     "divergences": result.diagnostics.divergences})
+    return pd.DataFrame(rows)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skip-builds", action="store_true", help="skip the cold and warm full builds")
+    parser.add_argument("--jobs", type=int, default=1, help="chapters executed at once in the builds")
+    args = parser.parse_args(argv)
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    sections = [f"# Benchmarks\n\nMeasured by `make bench` on {started}.\n\nMachine: {machine()}.\n"]
+    if not args.skip_builds:
+        builds = pd.concat([build_times(jobs) for jobs in sorted({1, args.jobs})])
+        sections.append("## Full builds (offline executor, every chapter)\n\n" + builds.to_markdown(index=False))
+    comparison, ratio = sampler_comparison()
+    sections.append(
+        "## Samplers on the book's models (4 chains x 1000 draws, wall time including compilation)\n\n"
+        + comparison.to_markdown(index=False)
+        + "\n\nnutpie / PyMC in min bulk ESS per second:\n\n" + ratio.to_frame("ratio").to_markdown()
+    )
+    scaled = scaling(TOY_MODELS["toy_hierarchical"])
+    sections.append(
+        f"## Scaling of `{TOY_MODELS['toy_hierarchical'].formula}` (nutpie, {SCALING_SETTINGS['chains']} chains x "
+        f"{SCALING_SETTINGS['draws']} draws)\n\n" + scaled.to_markdown(index=False)
+    )
+    RESULTS.write_text("\n\n".join(sections) + "\n")
+    print(RESULTS.read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

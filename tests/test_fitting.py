@@ -1,0 +1,72 @@
+"""The fit path: cache keys, a cache that refits corrupt entries, reproducible draws and the diagnostics gate."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pooling.data import simulate_sites
+from pooling.fitting import DiagnosticsError, cache_key, fit, fit_ledger
+from pooling.models import TOY_MODELS, ModelSpec
+
+SMALL = {"draws": 300, "tune": 300, "chains": 2}
+POOLED = TOY_MODELS["toy_pooled"]
+
+
+@pytest.fixture
+def sites():
+    return simulate_sites(seed=42)
+
+
+@pytest.fixture
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("POOLING_CACHE", str(tmp_path / "fits"))
+    return tmp_path / "fits"
+
+
+def test_cache_key_changes_with_everything_that_changes_the_fit(sites):
+    settings = {"draws": 1000, "tune": 1000, "chains": 4}
+    base = cache_key(POOLED, sites, "nutpie", settings, 1, True)
+    assert base == cache_key(POOLED, sites.copy(), "nutpie", dict(settings), 1, True)
+    other_data = sites.assign(y=sites["y"] + 1e-9)
+    other_prior = ModelSpec(POOLED.name, POOLED.formula, {"x": TOY_MODELS["toy_pooled"].priors["sigma"]})
+    variants = [
+        cache_key(POOLED, other_data, "nutpie", settings, 1, True),
+        cache_key(TOY_MODELS["toy_unpooled"], sites, "nutpie", settings, 1, True),
+        cache_key(other_prior, sites, "nutpie", settings, 1, True),
+        cache_key(POOLED, sites, "pymc", settings, 1, True),
+        cache_key(POOLED, sites, "nutpie", settings | {"draws": 999}, 1, True),
+        cache_key(POOLED, sites, "nutpie", settings, 2, True),
+        cache_key(POOLED, sites, "nutpie", settings, 1, False),
+    ]
+    assert base not in variants
+    assert len(set(variants)) == len(variants)
+
+
+@pytest.mark.slow
+def test_cache_returns_the_same_fit_and_refits_a_corrupt_entry(sites, private_cache, capsys):
+    first = fit(POOLED, sites, **SMALL, demonstrates_failure=True)
+    assert not first.from_cache
+    again = fit(POOLED, sites, **SMALL, demonstrates_failure=True)
+    assert again.from_cache
+    np.testing.assert_array_equal(first.idata.posterior["x"], again.idata.posterior["x"])
+
+    (entry,) = private_cache.glob("*.nc")
+    entry.write_bytes(entry.read_bytes()[:200])  # truncated, as by a crash or a full disk
+    refitted = fit(POOLED, sites, **SMALL, demonstrates_failure=True)
+    assert not refitted.from_cache
+    assert "Discarding unreadable cached fit" in capsys.readouterr().err
+    # Same seed, same draws: the refit reproduces the lost posterior exactly.
+    np.testing.assert_array_equal(first.idata.posterior["x"], refitted.idata.posterior["x"])
+    assert not list(private_cache.glob(".*partial"))
+    assert fit_ledger().set_index("model").loc[POOLED.name, "draws"] == SMALL["draws"]
+
+
+@pytest.mark.slow
+def test_gate_stops_a_fit_that_has_not_converged(sites, private_cache):
+    starved = {"draws": 30, "tune": 30, "chains": 2}
+    with pytest.raises(DiagnosticsError, match=r"'toy_pooled'.*bulk ESS \d+ < 400"):
+        fit(POOLED, sites, **starved)
+    shown = fit(POOLED, sites, **starved, demonstrates_failure=True)
+    assert shown.from_cache
+    assert any("bulk ESS" in problem for problem in shown.diagnostics.problems())
