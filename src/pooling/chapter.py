@@ -50,8 +50,9 @@ def _book_template() -> dict:
     template["layout"].update(
         font={"size": 14},
         title={"x": 0.0, "xanchor": "left", "font": {"size": 17}},
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0, "xanchor": "left"},
-        margin={"l": 60, "r": 20, "t": 90, "b": 55},
+        # Legends go under the plot: on a phone a side legend squeezes the plot and a top one hits the title.
+        legend={"orientation": "h", "yanchor": "top", "y": -0.2, "x": 0, "xanchor": "left"},
+        margin={"l": 60, "r": 20, "t": 60, "b": 40},
         hoverlabel={"namelength": -1},
         autosize=True,
     )
