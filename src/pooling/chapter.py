@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from IPython.display import HTML, Markdown, display
 from plotly.io._base_renderers import MimetypeRenderer
 
 from pooling.data import PROJECT_ROOT
+from pooling.fitting import forget_chapter
 
 PLOTLY_ASSET = Path("assets") / "plotly.min.js"
 
@@ -62,6 +64,9 @@ def _book_template() -> dict:
 def setup_chapter(name: str) -> None:
     """Seed, plotly template and renderer, and plotly.js loaded once for the page."""
     os.environ["POOLING_CHAPTER"] = name
+    forget_chapter(name)
+    # pip's PyTensor has no BLAS to link; it only slows the small graphs compiled for predictions here.
+    warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS installation")
     np.random.seed(20200624)  # only a fallback: every random step in the book passes its own seed
     pio.templates["book"] = _book_template()
     pio.templates.default = "book"

@@ -69,6 +69,11 @@ def simulate_sites(
     )
 
 
+def two_sites() -> pd.DataFrame:
+    """The data of Part I: the original notebook's two sites, slopes 2 and -5, 20 points each."""
+    return simulate_sites(slopes=(2.0, -5.0), points_per_site=20, x_sd=0.5, noise_sd=1.0, seed=42)
+
+
 def sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

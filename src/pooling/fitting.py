@@ -25,7 +25,7 @@ SEED = 20200624  # the day the original notebook was posted
 R_HAT_MAX = 1.01
 ESS_BULK_MIN = 400
 DEFAULT_SAMPLER = "nutpie"
-SAMPLER_SETTINGS = {"draws": 1000, "tune": 1000, "chains": 4}
+SAMPLER_SETTINGS = {"draws": 1000, "tune": 1000, "chains": 4, "target_accept": 0.8}
 CACHE_FORMAT = 1  # bump when the layout of cached files changes
 LIBRARIES = ("bambi", "pymc", "pytensor", "arviz", "numpy", "pandas", "nutpie")
 
@@ -79,6 +79,7 @@ class Fit:
             "sampler": self.sampler,
             "chains": self.settings["chains"],
             "draws": self.settings["draws"],
+            "target accept": self.settings["target_accept"],
             "r_hat max": round(self.diagnostics.r_hat_max, 3),
             "bulk ESS min": int(self.diagnostics.ess_bulk_min),
             "divergences": self.diagnostics.divergences,
@@ -188,6 +189,7 @@ def fit(
     draws: int = SAMPLER_SETTINGS["draws"],
     tune: int = SAMPLER_SETTINGS["tune"],
     chains: int = SAMPLER_SETTINGS["chains"],
+    target_accept: float = SAMPLER_SETTINGS["target_accept"],
     seed: int = SEED,
     log_likelihood: bool = True,
     demonstrates_failure: bool = False,
@@ -200,7 +202,7 @@ def fit(
     the caller is `demonstrates_failure` (a chapter showing a failing fit on purpose, which
     then reports the problems instead) or `allow_divergences` for divergences alone.
     """
-    settings = {"draws": int(draws), "tune": int(tune), "chains": int(chains)}
+    settings = {"draws": int(draws), "tune": int(tune), "chains": int(chains), "target_accept": float(target_accept)}
     model = spec.build(data)
     key = cache_key(spec, data, sampler, settings, seed, log_likelihood)
     path = cache_dir() / f"{spec.name}-{key[:16]}.nc"
@@ -217,7 +219,9 @@ def fit(
 
     add_combined(spec, idata)
     parts = {part for _, combined_parts in spec.combined for part in combined_parts}
-    result = Fit(spec, model, idata, diagnose(idata, exclude=parts), sampler, settings, seed, fit_seconds, from_cache, key)
+    result = Fit(
+        spec, model, idata, diagnose(idata, exclude=parts), sampler, settings, seed, fit_seconds, from_cache, key
+    )
     if use_cache and not from_cache:
         path.parent.mkdir(parents=True, exist_ok=True)
         _atomic_write(path, lambda target: idata.to_netcdf(target))
@@ -243,15 +247,55 @@ def _ledger_path() -> Path:
     return cache_dir().parent / "ledger.json"
 
 
-def _record_in_ledger(result: Fit) -> None:
-    """Remember the latest fit of each model, with the chapter that made it, for the appendix."""
+def _update_ledger(change) -> None:
+    """Apply `change` to the ledger of fits under a lock: chapters may run in parallel."""
     path = _ledger_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "w") as lock:  # chapters may run in parallel
+    with open(path.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         ledger = json.loads(path.read_text()) if path.exists() else {}
-        ledger[result.spec.name] = {"chapter": os.environ.get("POOLING_CHAPTER", ""), **result.report()}
+        change(ledger)
         _atomic_write(path, lambda target: target.write_text(json.dumps(ledger, indent=1, sort_keys=True)))
+
+
+def _record_in_ledger(result: Fit) -> None:
+    """Remember each fit a chapter makes, for the reproducibility appendix."""
+    chapter = os.environ.get("POOLING_CHAPTER", "")
+    entry = f"{chapter}/{result.spec.name}/{json.dumps(result.settings, sort_keys=True)}"
+    _update_ledger(lambda ledger: ledger.update({entry: {"chapter": chapter, **result.report()}}))
+
+
+def forget_chapter(chapter: str) -> None:
+    """Drop a chapter's fits from the ledger before it runs again, so no stale fit is listed."""
+    _update_ledger(lambda ledger: [ledger.pop(key) for key in list(ledger) if ledger[key]["chapter"] == chapter])
+
+
+def group_draws(result: Fit, variable: str, groups=None) -> pd.DataFrame:
+    """Posterior draws of a per-group parameter, one column per group (chains stacked).
+
+    A parameter without a group dimension (a pooled slope) is repeated for each of `groups`.
+    """
+    values = result.idata.posterior[variable].stack(sample=("chain", "draw"))
+    if values.ndim == 1:
+        return pd.DataFrame({str(group): values.to_numpy() for group in groups})
+    (dimension,) = [name for name in values.dims if name != "sample"]
+    return pd.DataFrame(
+        {str(group): values.sel({dimension: group}).to_numpy() for group in values[dimension].to_numpy()}
+    )
+
+
+def interval_rows(draws: pd.DataFrame, estimate: str, probability: float = 0.94) -> pd.DataFrame:
+    """Mean and central interval of each column of draws, in the row format of `plots.interval_plot`."""
+    tail = (1 - probability) / 2
+    return pd.DataFrame(
+        {
+            "estimate": estimate,
+            "group": draws.columns.astype(str),
+            "mean": draws.mean().to_numpy(),
+            "low": draws.quantile(tail).to_numpy(),
+            "high": draws.quantile(1 - tail).to_numpy(),
+        }
+    )
 
 
 def diagnostics_table(fits: list[Fit]) -> pd.DataFrame:
@@ -260,7 +304,8 @@ def diagnostics_table(fits: list[Fit]) -> pd.DataFrame:
 
 
 def fit_ledger() -> pd.DataFrame:
-    """The latest fit of every model in the book, as recorded by `fit`, for the reproducibility appendix."""
+    """Every fit the chapters made, as recorded by `fit`, for the reproducibility appendix."""
     path = _ledger_path()
     ledger = json.loads(path.read_text()) if path.exists() else {}
-    return pd.DataFrame(list(ledger.values())).sort_values(["chapter", "model"]) if ledger else pd.DataFrame()
+    rows = [entry for entry in ledger.values() if entry["chapter"]]  # fits made outside a chapter are not listed
+    return pd.DataFrame(rows).sort_values(["chapter", "model"], kind="stable") if rows else pd.DataFrame()

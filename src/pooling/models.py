@@ -48,6 +48,12 @@ class ModelSpec:
 ORIGINAL_SLOPE_PRIOR = bmb.Prior("Normal", mu=0, sigma=20)
 ORIGINAL_NOISE_PRIOR = bmb.Prior("HalfCauchy", beta=5)
 
+# Bambi insists on a hyperprior for a group term's sd, so "fixed at 0.5" is a Uniform(0.499, 0.501).
+FIXED_GROUP_SD = bmb.Prior("Uniform", lower=0.499, upper=0.501)
+
+# With a common slope `x` and site deviations `x|site`, only their sum is identified per site.
+SITE_SLOPE = (("site_slope", ("x", "x|site")),)
+
 TOY_MODELS = {
     spec.name: spec
     for spec in [
@@ -62,6 +68,49 @@ TOY_MODELS = {
             "y ~ 0 + x:site",
             {"x:site": ORIGINAL_SLOPE_PRIOR, "sigma": ORIGINAL_NOISE_PRIOR},
             description="no pooling: a slope per site, one noise sd",
+        ),
+        ModelSpec(
+            "toy_hierarchical_zero_mean",
+            "y ~ 0 + (0 + x | site)",
+            noncentered=False,
+            description="the design's formula: site slopes drawn around a mean fixed at 0",
+        ),
+        ModelSpec(
+            "toy_hierarchical_noncentered",
+            "y ~ 0 + x + (0 + x | site)",
+            combined=SITE_SLOPE,
+            description="partial pooling toward the common slope, Bambi's default non-centred form",
+        ),
+        ModelSpec(
+            "toy_hierarchical",
+            "y ~ 0 + x + (0 + x | site)",
+            noncentered=False,
+            combined=SITE_SLOPE,
+            description="partial pooling toward the common slope, centred form, Bambi's default priors",
+        ),
+        ModelSpec(
+            "toy_hierarchical_fixed_sd",
+            "y ~ 0 + x + (0 + x | site)",
+            {
+                "x": bmb.Prior("Normal", mu=0, sigma=1),
+                "x|site": bmb.Prior("Normal", mu=0, sigma=FIXED_GROUP_SD),
+                "sigma": ORIGINAL_NOISE_PRIOR,
+            },
+            noncentered=False,
+            combined=SITE_SLOPE,
+            description="the original's first hyperpriors: mean Normal(0, 1), group sd fixed at 0.5",
+        ),
+        ModelSpec(
+            "toy_hierarchical_tight",
+            "y ~ 0 + x + (0 + x | site)",
+            {
+                "x": bmb.Prior("Normal", mu=0, sigma=0.1),
+                "x|site": bmb.Prior("Normal", mu=0, sigma=bmb.Prior("HalfCauchy", beta=0.1)),
+                "sigma": ORIGINAL_NOISE_PRIOR,
+            },
+            noncentered=False,
+            combined=SITE_SLOPE,
+            description="the original's second hyperpriors: mean Normal(0, 0.1), group sd HalfCauchy(0.1)",
         ),
         ModelSpec(
             "toy_unpooled_site_sigma",

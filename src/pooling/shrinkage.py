@@ -29,3 +29,13 @@ def least_squares_slopes(data: pd.DataFrame, x: str = "x", y: str = "y", group: 
 
     per_group = {str(name): one(frame) for name, frame in data.groupby(group, observed=True)}
     return pd.DataFrame({**per_group, "pooled": one(data)}).T
+
+
+def shrinkage_factor(sum_x_squared, sigma, tau):
+    """Weight of a group's own data in its partially pooled slope, given sigma and tau.
+
+    w = (S / sigma^2) / (S / sigma^2 + 1 / tau^2): the data's precision over the total precision.
+    Broadcasts, so posterior draws of sigma and tau give posterior draws of w.
+    """
+    data_precision = np.asarray(sum_x_squared) / np.asarray(sigma) ** 2
+    return data_precision / (data_precision + 1.0 / np.asarray(tau) ** 2)
