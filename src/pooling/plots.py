@@ -152,3 +152,190 @@ def interval_plot(rows: pd.DataFrame, title: str, x_title: str, truth: dict[str,
         height=max(380, 32 * len(rows) + 160),
     )
     return figure
+
+
+EXPLORER_SCRIPT = """
+var gd = document.getElementById('{plot_id}');
+function showSetting() {
+  var key = gd.layout.sliders.map(function (slider) { return slider.active; }).join('-');
+  var frame = gd.layout.meta.frames[key];
+  Plotly.update(gd, frame.data, frame.layout, frame.data.x.map(function (_, index) { return index; }));
+}
+gd.on('plotly_sliderchange', function () { setTimeout(showSetting, 0); });
+"""
+
+EXPLORER_SERIES = [  # (label, symbol) in drawing order; each is a trace of the explorer
+    ("true slope", "x"),
+    ("no pooling (least squares)", "circle"),
+    ("complete pooling (least squares)", "square"),
+    ("partial pooling toward the common slope: y ~ 0 + x + (0 + x | site)", "diamond"),
+    ("partial pooling toward zero: y ~ 0 + (0 + x | site)", "triangle-up"),
+]
+
+
+def _explorer_frame(setting: dict) -> dict:
+    """Trace data and layout of one explorer setting, in the form Plotly.update takes."""
+    sites = setting["sites"]
+    count = len(sites)
+    offsets = np.linspace(-0.3, 0.3, len(EXPLORER_SERIES))
+    unpooled_mean, unpooled_half = setting["unpooled"]
+    pooled_mean, pooled_half = setting["pooled"]
+    series = [
+        (setting["true"], np.zeros(count), np.zeros(count), [""] * count),
+        (unpooled_mean, unpooled_half, unpooled_half, ["weight on own data 1 (by definition)"] * count),
+        (
+            np.full(count, pooled_mean),
+            np.full(count, pooled_half),
+            np.full(count, pooled_half),
+            ["weight on own data 0 (by definition)"] * count,
+        ),
+    ]
+    for name in ("toward common slope", "toward zero"):
+        posterior = setting[name]
+        series.append(
+            (
+                posterior.mean,
+                posterior.high - posterior.mean,
+                posterior.mean - posterior.low,
+                [f"weight on own data {weight:.2f}" for weight in posterior.weight],
+            )
+        )
+    data = {"x": [], "y": [], "error_x.array": [], "error_x.arrayminus": [], "text": []}
+    for offset, (mean, plus, minus, text) in zip(offsets, series, strict=False):
+        data["x"].append(np.round(mean, 3).tolist())
+        data["y"].append((np.arange(count) + offset).tolist())
+        data["error_x.array"].append(np.round(plus, 3).tolist())
+        data["error_x.arrayminus"].append(np.round(minus, 3).tolist())
+        data["text"].append(text)
+    common, zero = setting["toward common slope"], setting["toward zero"]
+    layout = {
+        "yaxis.tickvals": list(range(count)),
+        "yaxis.ticktext": sites,
+        "yaxis.range": [count - 0.5, -0.5],
+        "title.text": (
+            f"Mean weight on each site's own data: {common.weight.mean():.2f} toward the common slope, "
+            f"{zero.weight.mean():.2f} toward zero"
+        ),
+    }
+    return {"data": data, "layout": layout}
+
+
+def pooling_explorer(grid: dict[tuple, dict], dials: dict) -> str:
+    """The interactive explorer as HTML: one slider per dial, every setting precomputed, no kernel needed."""
+    frames = {"-".join(map(str, index)): _explorer_frame(setting) for index, setting in grid.items()}
+    start = tuple(len(values) // 2 for values in dials.values())
+    first = frames["-".join(map(str, start))]
+    figure = go.Figure()
+    for index, (label, symbol) in enumerate(EXPLORER_SERIES):
+        figure.add_scatter(
+            x=first["data"]["x"][index],
+            y=first["data"]["y"][index],
+            mode="markers",
+            name=label,
+            marker={"symbol": symbol, "size": 9, "color": color_of(index)},
+            error_x={
+                "type": "data",
+                "symmetric": False,
+                "array": first["data"]["error_x.array"][index],
+                "arrayminus": first["data"]["error_x.arrayminus"][index],
+                "thickness": 1.5,
+            },
+            text=first["data"]["text"][index],
+            hovertemplate=f"{label}<br>slope %{{x:.2f}}<br>%{{text}}<extra></extra>",
+        )
+    sliders = []
+    for number, (dial, values) in enumerate(dials.items()):
+        sliders.append(
+            {
+                "active": start[number],
+                "currentvalue": {"prefix": f"{dial}: ", "font": {"size": 13}},
+                "steps": [{"label": str(value), "method": "skip", "args": []} for value in values],
+                "y": -0.12 - 0.2 * number,
+                "yanchor": "top",
+                "len": 1.0,
+                "pad": {"t": 5, "b": 5},
+            }
+        )
+    figure.update_layout(
+        sliders=sliders,
+        meta={"frames": frames},
+        height=560 + 105 * len(dials),
+        xaxis_title="slope of y on x (mean and 94% interval)",
+        yaxis={
+            "tickvals": first["layout"]["yaxis.tickvals"],
+            "ticktext": first["layout"]["yaxis.ticktext"],
+            "range": first["layout"]["yaxis.range"],
+            "title": None,
+        },
+        title={"text": first["layout"]["title.text"], "font": {"size": 14}},
+        legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 0},
+        margin={"t": 210, "b": 40},
+    )
+    return figure.to_html(
+        full_html=False,
+        include_plotlyjs=False,
+        div_id="pooling-explorer",
+        post_script=EXPLORER_SCRIPT,
+        config={"responsive": True, "displaylogo": False},
+    )
+
+
+def tau_posteriors(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str) -> go.Figure:
+    """Posterior densities of tau from the exact grid: {label: (grid, probabilities on the grid)}."""
+    figure = go.Figure()
+    for index, (label, (grid, probability)) in enumerate(curves.items()):
+        # Probabilities on a log-spaced grid become a density in log10(tau).
+        density = probability / np.gradient(np.log10(grid))
+        figure.add_scatter(
+            x=grid,
+            y=density,
+            mode="lines",
+            name=label,
+            line={"color": color_of(index), "width": 2},
+            hovertemplate=f"{label}<br>tau %{{x:.3g}}<br>density %{{y:.3f}}<extra></extra>",
+        )
+    figure.update_layout(
+        title=title,
+        xaxis={"title": "tau, the sd of the site slopes (log scale)", "type": "log"},
+        yaxis_title="posterior density per unit of log10(tau)",
+    )
+    return figure
+
+
+def shrinkage_by_size(table: pd.DataFrame, pooled: float, title: str, y_title: str, size_title: str) -> go.Figure:
+    """Each group's unpooled estimate and its partially pooled estimate against the group's sample size,
+    joined by an arrow. `table` has columns group, size, unpooled, partial."""
+    figure = go.Figure()
+    jitter = table["size"] * np.exp(np.random.default_rng(0).uniform(-0.06, 0.06, len(table)))  # separate ties
+    for row, x in zip(table.itertuples(), jitter, strict=False):
+        figure.add_annotation(
+            x=np.log10(x),
+            y=row.partial,
+            ax=np.log10(x),
+            ay=row.unpooled,
+            xref="x",
+            yref="y",
+            axref="x",
+            ayref="y",
+            showarrow=True,
+            arrowhead=2,
+            arrowsize=1,
+            arrowwidth=1,
+            arrowcolor="rgba(120,120,120,0.6)",
+            text="",
+        )
+    for index, (label, column) in enumerate((("unpooled", "unpooled"), ("partially pooled", "partial"))):
+        figure.add_scatter(
+            x=jitter,
+            y=table[column],
+            mode="markers",
+            name=label,
+            text=table["group"],
+            marker={"color": color_of(index), "size": 8},
+            customdata=np.stack([table["size"], table["unpooled"], table["partial"]], axis=1),
+            hovertemplate="%{text}<br>" + size_title + ": %{customdata[0]}<br>unpooled %{customdata[1]:.2f}"
+            "<br>partially pooled %{customdata[2]:.2f}<extra></extra>",
+        )
+    figure.add_hline(y=pooled, line={"dash": "dash", "color": "black"}, annotation_text=f"pooled: {pooled:.2f}")
+    figure.update_layout(title=title, xaxis={"title": size_title + " (log scale)", "type": "log"}, yaxis_title=y_title)
+    return figure

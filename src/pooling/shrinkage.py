@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 
 def least_squares_slopes(data: pd.DataFrame, x: str = "x", y: str = "y", group: str = "site") -> pd.DataFrame:
@@ -39,3 +42,230 @@ def shrinkage_factor(sum_x_squared, sigma, tau):
     """
     data_precision = np.asarray(sum_x_squared) / np.asarray(sigma) ** 2
     return data_precision / (data_precision + 1.0 / np.asarray(tau) ** 2)
+
+
+def conditional_slope_posterior(slope_hat, sum_x_squared, sigma, tau, mu):
+    """Mean and variance of beta_j given sigma, tau and mu (conjugate normal update).
+
+    The mean is w * slope_hat + (1 - w) * mu with w = shrinkage_factor(...); the variance is
+    1 / (S / sigma^2 + 1 / tau^2). Arguments broadcast.
+    """
+    weight = shrinkage_factor(sum_x_squared, sigma, tau)
+    mean = weight * np.asarray(slope_hat) + (1 - weight) * np.asarray(mu)
+    variance = 1.0 / (np.asarray(sum_x_squared) / np.asarray(sigma) ** 2 + 1.0 / np.asarray(tau) ** 2)
+    return mean, variance
+
+
+@dataclass(frozen=True)
+class ScalePrior:
+    """A prior on a positive scale: "halfcauchy", "halfnormal" or "halfstudentt" (with `nu`), or "fixed"."""
+
+    kind: str
+    scale: float
+    nu: float | None = None
+
+    def __post_init__(self):
+        if self.kind not in {"halfcauchy", "halfnormal", "halfstudentt", "fixed"}:
+            raise ValueError(f"unknown scale prior kind {self.kind!r}")
+        if not self.scale > 0:
+            raise ValueError(f"a scale prior needs a positive scale, got {self.scale!r}")
+
+    def log_density(self, value):
+        value = np.asarray(value, dtype=float)
+        if self.kind == "halfcauchy":
+            return np.log(2.0) + stats.cauchy.logpdf(value, scale=self.scale)
+        if self.kind == "halfnormal":
+            return np.log(2.0) + stats.norm.logpdf(value, scale=self.scale)
+        if self.kind == "halfstudentt":
+            return np.log(2.0) + stats.t.logpdf(value, self.nu, scale=self.scale)
+        raise ValueError("a fixed scale has no density")
+
+    def grid(self, points: int, data_scale: float):
+        """Grid values and log quadrature weights (prior density times spacing) for integrating over the scale."""
+        if self.kind == "fixed":
+            return np.array([self.scale]), np.array([0.0])
+        # Log-spaced, wide enough for heavy tails on either side of both the prior and the data's scale.
+        low = min(self.scale, data_scale) * 1e-3
+        high = max(self.scale, data_scale) * 1e3
+        log_values = np.linspace(np.log(low), np.log(high), points)
+        values = np.exp(log_values)
+        return values, self.log_density(values) + log_values + np.log(log_values[1] - log_values[0])
+
+
+@dataclass
+class PartialPoolingPosterior:
+    """Exact posterior summaries of y_ij = beta_j x_ij + e, beta_j ~ N(mu, tau^2), integrated over sigma, tau, mu."""
+
+    groups: list
+    mean: np.ndarray
+    sd: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    weight: np.ndarray  # posterior mean of each group's weight on its own data
+    tau_grid: np.ndarray
+    tau_density: np.ndarray  # posterior of tau on its grid (sums to 1)
+    mu_mean: float
+
+
+def sufficient_statistics(data: pd.DataFrame, x: str = "x", y: str = "y", group: str = "site") -> pd.DataFrame:
+    """Per group: n, S = sum x^2, least-squares slope and residual sum of squares (all the likelihood needs)."""
+    rows = {}
+    for name, frame in data.groupby(group, observed=True):
+        sum_xx = float((frame[x] ** 2).sum())
+        slope = float((frame[x] * frame[y]).sum()) / sum_xx
+        rows[str(name)] = {
+            "n": len(frame),
+            "sum_x_squared": sum_xx,
+            "slope": slope,
+            "rss": float(((frame[y] - slope * frame[x]) ** 2).sum()),
+        }
+    return pd.DataFrame(rows).T
+
+
+def partial_pooling_posterior(
+    data: pd.DataFrame,
+    tau_prior: ScalePrior,
+    sigma_prior: ScalePrior,
+    mu_prior_sd: float | None,
+    probability: float = 0.94,
+    grid_points: int = 160,
+) -> PartialPoolingPosterior:
+    """The exact posterior of each group's slope, by quadrature over (sigma, tau) with mu integrated analytically.
+
+    Given sigma and beta_j the likelihood depends on the data only through n_j, S_j, the least-squares slope
+    and the residual sum of squares, and integrating beta_j out leaves slope_hat_j ~ N(mu, tau^2 + sigma^2 / S_j).
+    `mu_prior_sd=None` fixes mu at 0 (Bambi's `y ~ 0 + (0 + x | site)`); a number gives mu ~ N(0, sd^2)
+    (`y ~ 0 + x + (0 + x | site)`).
+    """
+    stats_ = sufficient_statistics(data)
+    n, sum_xx = stats_["n"].to_numpy(float), stats_["sum_x_squared"].to_numpy(float)
+    slope_hat, rss = stats_["slope"].to_numpy(float), stats_["rss"].to_numpy(float)
+    residual_scale = float(np.sqrt(rss.sum() / max(n.sum() - len(n), 1)))
+    spread = float(np.std(slope_hat)) + residual_scale / np.sqrt(sum_xx.mean())
+    sigma, log_sigma_weight = sigma_prior.grid(grid_points, residual_scale)
+    tau, log_tau_weight = tau_prior.grid(grid_points, spread)
+    sigma, tau = sigma[:, None, None], tau[None, :, None]  # grid axes: sigma, tau, group
+    variance = tau**2 + sigma**2 / sum_xx  # of slope_hat_j given mu, tau, sigma
+    # Terms of the likelihood that do not involve mu.
+    log_like = (-(n - 1) / 2 * np.log(2 * np.pi * sigma**2) - rss / (2 * sigma**2) - 0.5 * np.log(sum_xx)).sum(-1)
+    if mu_prior_sd is None:
+        mu_mean = np.zeros(variance.shape[:2])
+        mu_variance = np.zeros(variance.shape[:2])
+        log_like = log_like + stats.norm.logpdf(slope_hat, 0.0, np.sqrt(variance)).sum(-1)
+    else:
+        precision = 1 / mu_prior_sd**2 + (1 / variance).sum(-1)
+        mu_mean = (slope_hat / variance).sum(-1) / precision
+        mu_variance = 1 / precision
+        log_like = log_like + (
+            -0.5 * np.log(2 * np.pi * variance).sum(-1)
+            - 0.5 * (slope_hat**2 / variance).sum(-1)
+            + 0.5 * mu_mean**2 * precision
+            - 0.5 * np.log(mu_prior_sd**2 * precision)
+        )
+    log_posterior = log_like + log_sigma_weight[:, None] + log_tau_weight[None, :]
+    cell = np.exp(log_posterior - log_posterior.max())
+    cell /= cell.sum()
+
+    weight = shrinkage_factor(sum_xx, sigma, tau)  # sigma x tau x group
+    mean_given = weight * slope_hat + (1 - weight) * mu_mean[..., None]
+    variance_given = 1 / (sum_xx / sigma**2 + 1 / tau**2) + (1 - weight) ** 2 * mu_variance[..., None]
+    mean = np.einsum("st,stg->g", cell, mean_given)
+    second_moment = np.einsum("st,stg->g", cell, variance_given + mean_given**2)
+    low, high = _mixture_interval(cell, mean_given, np.sqrt(variance_given), probability)
+    return PartialPoolingPosterior(
+        groups=list(stats_.index),
+        mean=mean,
+        sd=np.sqrt(second_moment - mean**2),
+        low=low,
+        high=high,
+        weight=np.einsum("st,stg->g", cell, np.broadcast_to(weight, mean_given.shape)),
+        tau_grid=tau.ravel(),
+        tau_density=cell.sum(0),
+        mu_mean=float((cell * mu_mean).sum()),
+    )
+
+
+def _mixture_interval(cell, means, sds, probability, mass_kept=1 - 1e-6):
+    """Central interval of each group's slope: a mixture of normals over the grid cells that carry the mass."""
+    order = np.argsort(cell.ravel())[::-1]
+    keep = order[: np.searchsorted(np.cumsum(cell.ravel()[order]), mass_kept) + 1]
+    weights = cell.ravel()[keep] / cell.ravel()[keep].sum()
+    means, sds = means.reshape(-1, means.shape[-1])[keep], sds.reshape(-1, sds.shape[-1])[keep]
+    tail = (1 - probability) / 2
+    low, high = [], []
+    for group in range(means.shape[1]):
+        grid = np.linspace(
+            (means[:, group] - 8 * sds[:, group]).min(), (means[:, group] + 8 * sds[:, group]).max(), 801
+        )
+        cdf = (weights[:, None] * stats.norm.cdf(grid[None, :], means[:, [group]], sds[:, [group]])).sum(0)
+        low.append(np.interp(tail, cdf, grid))
+        high.append(np.interp(1 - tail, cdf, grid))
+    return np.array(low), np.array(high)
+
+
+# The explorer's dials. Slopes are spread evenly around -1.5, the centre of the original's 2 and -5.
+EXPLORER_DIALS = {
+    "points per site": [3, 10, 20, 80],
+    "noise sd": [0.5, 1.0, 2.0],
+    "number of sites": [2, 8],
+    "spread of true slopes": [0.5, 2.0, 7.0],
+    "prior on tau": ["tau fixed at 0.5", "tau ~ HalfCauchy(0.1)", "tau ~ HalfNormal(10)"],
+}
+EXPLORER_TAU_PRIORS = {
+    "tau fixed at 0.5": ScalePrior("fixed", 0.5),
+    "tau ~ HalfCauchy(0.1)": ScalePrior("halfcauchy", 0.1),
+    "tau ~ HalfNormal(10)": ScalePrior("halfnormal", 10.0),
+}
+EXPLORER_SIGMA_PRIOR = ScalePrior("halfcauchy", 5.0)
+EXPLORER_MU_PRIOR_SD = 10.0
+EXPLORER_X_SD = 0.5
+EXPLORER_GRID_POINTS = 100  # per scale; the tests show summaries agree with finer grids to three decimals
+
+
+def explorer_data(points_per_site: int, noise_sd: float, number_of_sites: int, spread: float, seed: int = 0):
+    """The simulated data behind one explorer setting (validated, deterministic)."""
+    from pooling.data import simulate_sites
+
+    if isinstance(number_of_sites, bool) or int(number_of_sites) != number_of_sites or number_of_sites < 1:
+        raise ValueError(f"number_of_sites must be a whole number >= 1, got {number_of_sites!r}")
+    if not np.isfinite(spread) or spread < 0:
+        raise ValueError(f"spread of true slopes must be >= 0, got {spread!r}")
+    slopes = -1.5 + spread * (np.linspace(-0.5, 0.5, int(number_of_sites)) if number_of_sites > 1 else np.zeros(1))
+    return simulate_sites(slopes, points_per_site, EXPLORER_X_SD, noise_sd, seed=seed)
+
+
+def explorer_setting(points_per_site, noise_sd, number_of_sites, spread, tau_prior: str, seed: int = 0) -> dict:
+    """Pooled, unpooled and both partially pooled estimates (mean, 94% interval, weight) for one setting."""
+    if tau_prior not in EXPLORER_TAU_PRIORS:
+        raise ValueError(f"prior on tau must be one of {list(EXPLORER_TAU_PRIORS)}, got {tau_prior!r}")
+    data = explorer_data(points_per_site, noise_sd, number_of_sites, spread, seed)
+    least_squares = least_squares_slopes(data)
+    sites = least_squares.index.drop("pooled")
+    z = stats.norm.ppf(0.97)
+    result = {
+        "sites": list(sites),
+        "true": data.groupby("site", observed=True)["true_slope"].first().to_numpy(),
+        "unpooled": (
+            least_squares.loc[sites, "slope"].to_numpy(),
+            z * least_squares.loc[sites, "standard_error"].to_numpy(),
+        ),
+        "pooled": least_squares.loc["pooled", ["slope", "standard_error"]].to_numpy() * [1, z],
+    }
+    for name, mu_prior_sd in (("toward common slope", EXPLORER_MU_PRIOR_SD), ("toward zero", None)):
+        posterior = partial_pooling_posterior(
+            data, EXPLORER_TAU_PRIORS[tau_prior], EXPLORER_SIGMA_PRIOR, mu_prior_sd, grid_points=EXPLORER_GRID_POINTS
+        )
+        result[name] = posterior
+    return result
+
+
+def explorer_grid(dials: dict = EXPLORER_DIALS) -> dict[tuple, dict]:
+    """Every combination of the dials, keyed by the tuple of dial indices."""
+    import itertools
+
+    grid = {}
+    for index in itertools.product(*(range(len(values)) for values in dials.values())):
+        points, noise, sites, spread, tau_prior = (values[i] for values, i in zip(dials.values(), index, strict=False))
+        seed = int("".join(map(str, index)))  # one data set per setting, the same on every build
+        grid[index] = explorer_setting(points, noise, sites, spread, tau_prior, seed=seed)
+    return grid

@@ -1,0 +1,174 @@
+"""The exact shrinkage engine against brute-force integration, its limits, MCMC, and its argument checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
+from pooling.data import simulate_sites, two_sites
+from pooling.fitting import fit
+from pooling.models import TOY_MODELS
+from pooling.shrinkage import (
+    ScalePrior,
+    conditional_slope_posterior,
+    explorer_setting,
+    least_squares_slopes,
+    partial_pooling_posterior,
+    shrinkage_factor,
+)
+
+
+def brute_force_slope_posterior(x, y, sigma, tau, mu):
+    """Mean and variance of beta from the unnormalised posterior evaluated on a fine grid."""
+    slope_hat = (x * y).sum() / (x**2).sum()
+    scale = np.sqrt(1 / ((x**2).sum() / sigma**2 + 1 / tau**2))
+    grid = np.linspace(min(slope_hat, mu) - 12 * scale, max(slope_hat, mu) + 12 * scale, 40001)
+    log_density = stats.norm.logpdf(y[None, :], grid[:, None] * x[None, :], sigma).sum(1)
+    log_density += stats.norm.logpdf(grid, mu, tau)
+    density = np.exp(log_density - log_density.max())
+    density /= density.sum()
+    mean = (grid * density).sum()
+    return mean, ((grid - mean) ** 2 * density).sum()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 12),
+    seed=st.integers(0, 10_000),
+    sigma=st.floats(0.2, 3.0),
+    tau=st.floats(0.05, 5.0),
+    mu=st.floats(-5.0, 5.0),
+    slope=st.floats(-6.0, 6.0),
+)
+def test_closed_form_matches_brute_force(n, seed, sigma, tau, mu, slope):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 1, n)
+    y = slope * x + rng.normal(0, sigma, n)
+    mean, variance = conditional_slope_posterior((x * y).sum() / (x**2).sum(), (x**2).sum(), sigma, tau, mu)
+    expected_mean, expected_variance = brute_force_slope_posterior(x, y, sigma, tau, mu)
+    assert mean == pytest.approx(expected_mean, abs=1e-4 * (1 + abs(expected_mean)))
+    assert variance == pytest.approx(expected_variance, rel=1e-3)
+
+
+def test_tau_limits_give_pooled_and_unpooled_estimates():
+    sites = simulate_sites(slopes=(2.0, -5.0, 1.0), points_per_site=15, seed=3)
+    sigma = ScalePrior("fixed", 1.0)
+    least_squares = least_squares_slopes(sites)
+    statistics = least_squares.drop("pooled")
+    no_pooling = partial_pooling_posterior(sites, ScalePrior("fixed", 1e4), sigma, 10.0)
+    np.testing.assert_allclose(no_pooling.mean, statistics["slope"], atol=1e-5)
+    complete = partial_pooling_posterior(sites, ScalePrior("fixed", 1e-5), sigma, 1e6)
+    # Every slope equals the precision-weighted mean of the site slopes, i.e. the pooled least-squares slope.
+    weights = statistics["sum_x_squared"]
+    np.testing.assert_allclose(complete.mean, (weights * statistics["slope"]).sum() / weights.sum(), atol=1e-5)
+    np.testing.assert_allclose(complete.mean, least_squares.loc["pooled", "slope"], atol=1e-5)
+    assert shrinkage_factor(5.0, 1.0, 1e-6) == pytest.approx(0.0, abs=1e-9)
+    assert shrinkage_factor(5.0, 1.0, 1e6) == pytest.approx(1.0, abs=1e-9)
+
+
+def test_more_data_per_site_moves_the_weight_toward_one():
+    weights = [shrinkage_factor(sum_xx, 1.0, 0.5) for sum_xx in (0.5, 2, 8, 32, 128)]
+    assert np.all(np.diff(weights) > 0) and weights[-1] > 0.95
+    integrated = [
+        partial_pooling_posterior(
+            simulate_sites((1.0, 3.0, -1.0), points, seed=1),
+            ScalePrior("halfnormal", 1.0),
+            ScalePrior("halfcauchy", 5.0),
+            10.0,
+        ).weight.mean()
+        for points in (3, 30, 300)
+    ]
+    assert integrated[0] < integrated[1] < integrated[2]
+
+
+@pytest.mark.parametrize("mu_prior_sd", [None, 0.7])
+def test_analytic_mean_integration_matches_a_numerical_one(mu_prior_sd):
+    sites = simulate_sites(slopes=(2.0, -1.0, 0.5, 3.0), points_per_site=5, seed=9)
+    sigma, tau = 1.3, 0.8
+    exact = partial_pooling_posterior(sites, ScalePrior("fixed", tau), ScalePrior("fixed", sigma), mu_prior_sd)
+    statistics = least_squares_slopes(sites).drop("pooled")
+    slope_hat, sum_xx = statistics["slope"].to_numpy(), statistics["sum_x_squared"].to_numpy()
+    if mu_prior_sd is None:
+        mu_grid, mu_weight = np.array([0.0]), np.array([1.0])
+    else:
+        mu_grid = np.linspace(-8, 8, 20001)
+        log_weight = stats.norm.logpdf(mu_grid, 0, mu_prior_sd)
+        log_weight += stats.norm.logpdf(slope_hat[None, :], mu_grid[:, None], np.sqrt(tau**2 + sigma**2 / sum_xx)).sum(
+            1
+        )
+        mu_weight = np.exp(log_weight - log_weight.max())
+        mu_weight /= mu_weight.sum()
+    means, variances = conditional_slope_posterior(slope_hat[None, :], sum_xx, sigma, tau, mu_grid[:, None])
+    expected_mean = (mu_weight[:, None] * means).sum(0)
+    expected_sd = np.sqrt((mu_weight[:, None] * (variances + means**2)).sum(0) - expected_mean**2)
+    np.testing.assert_allclose(exact.mean, expected_mean, atol=1e-6)
+    np.testing.assert_allclose(exact.sd, expected_sd, atol=1e-6)
+
+
+def test_grid_is_fine_enough():
+    sites = two_sites()
+    priors = (ScalePrior("halfcauchy", 0.1), ScalePrior("halfcauchy", 5.0), 0.1)
+    coarse = partial_pooling_posterior(sites, *priors, grid_points=100)
+    fine = partial_pooling_posterior(sites, *priors, grid_points=400)
+    np.testing.assert_allclose(coarse.mean, fine.mean, atol=1e-3)
+    np.testing.assert_allclose([coarse.low, coarse.high], [fine.low, fine.high], atol=2e-3)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("model", "variable", "target_accept", "priors"),
+    [
+        (
+            "toy_hierarchical_tight",
+            "site_slope",
+            0.8,
+            (ScalePrior("halfcauchy", 0.1), ScalePrior("halfcauchy", 5.0), 0.1),
+        ),
+        (
+            "toy_hierarchical_fixed_sd",
+            "site_slope",
+            0.8,
+            (ScalePrior("fixed", 0.5), ScalePrior("halfcauchy", 5.0), 1.0),
+        ),
+    ],
+)
+def test_integrated_posterior_matches_mcmc(model, variable, target_accept, priors):
+    """Part I's fits (from the cache) against the quadrature of the same model."""
+    sites = two_sites()
+    result = fit(TOY_MODELS[model], sites, target_accept=target_accept)
+    summary = result.summary([variable])
+    exact = partial_pooling_posterior(sites, *priors)
+    assert (abs(summary["mean"].to_numpy() - exact.mean) < 4 * summary["mcse_mean"].to_numpy()).all()
+    np.testing.assert_allclose(summary["sd"], exact.sd, rtol=0.08)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"noise_sd": -1.0}, "noise_sd"),
+        ({"number_of_sites": 0}, "number_of_sites"),
+        ({"points_per_site": 0}, "points_per_site"),
+        ({"spread": -2.0}, "spread"),
+        ({"tau_prior": "tau ~ Exponential(1)"}, "prior on tau"),
+    ],
+)
+def test_bad_explorer_settings_are_refused(arguments, message):
+    setting = {
+        "points_per_site": 10,
+        "noise_sd": 1.0,
+        "number_of_sites": 4,
+        "spread": 2.0,
+        "tau_prior": "tau ~ HalfNormal(10)",
+    } | arguments
+    with pytest.raises(ValueError, match=message):
+        explorer_setting(**setting)
+
+
+def test_scale_prior_is_validated():
+    with pytest.raises(ValueError, match="positive scale"):
+        ScalePrior("halfnormal", -1.0)
+    with pytest.raises(ValueError, match="unknown scale prior"):
+        ScalePrior("lognormal", 1.0)
