@@ -26,6 +26,8 @@ def test_chapter_conventions(source):
     """A title and abstract, the shared setup as first cell, and a label and caption on every figure."""
     notebook, front_matter = read_chapter(source)
     assert front_matter.get("title"), f"{source.name} has no title"
+    if source.name != "91-references.qmd":  # the bibliography page is only a list
+        assert front_matter.get("abstract"), f"{source.name} has no abstract"
     code_cells = [cell for cell in notebook.cells if cell.cell_type == "code"]
     if not code_cells:
         return

@@ -36,6 +36,7 @@ CELL_TIMEOUT = 1800  # seconds; the all-states fits are the slowest cells
 class ChapterResult:
     source: Path
     title: str
+    abstract: str = ""
     seconds: float = 0.0
     error: str | None = None
     notebook: nbformat.NotebookNode | None = field(default=None, repr=False)
@@ -86,7 +87,7 @@ def read_chapter(path: Path) -> tuple[nbformat.NotebookNode, dict]:
 def execute_chapter(path: Path) -> ChapterResult:
     """Run every cell in a fresh kernel from the chapter's folder, as Quarto does."""
     notebook, front_matter = read_chapter(path)
-    result = ChapterResult(path, front_matter.get("title", path.stem))
+    result = ChapterResult(path, front_matter.get("title", path.stem), front_matter.get("abstract", "").strip())
     start = time.perf_counter()
     client = NotebookClient(
         notebook, timeout=CELL_TIMEOUT, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
@@ -126,6 +127,8 @@ def _preview_cells(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
                 tags.add("remove_input")
             if options.get("output") is False:
                 tags.add("remove_output")
+            if options.get("code-fold") is True:
+                tags.add("code_fold")
             cell.metadata["tags"] = sorted(tags)
             cell.source = "\n".join(line for line in cell.source.splitlines() if not line.startswith("#|"))
             cells.append(cell)
@@ -143,6 +146,8 @@ def _preview_cells(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
             cells.append(cell)
     for cell in cells:
         if cell.cell_type == "markdown":
+            # Quarto turns links to .qmd sources into links to their pages.
+            cell.source = re.sub(r"\]\(([^)#\s]+)\.qmd(#[^)]*)?\)", r"](\1.html\2)", cell.source)
             cell.source = re.sub(
                 r"@((?:fig|tbl)-[\w-]+)",
                 lambda match: f"[{figures.get(match.group(1), match.group(1))}](#{match.group(1)})",
@@ -154,6 +159,19 @@ def _preview_cells(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
             )
     notebook.cells = cells
     return notebook
+
+
+# Quarto folds the code of `code-fold: true` cells behind a "Show code" toggle; the preview does the same.
+FOLD_SCRIPT = """<script>
+document.querySelectorAll(".celltag_code_fold .jp-InputArea").forEach(function (input) {
+  var details = document.createElement("details");
+  var summary = document.createElement("summary");
+  summary.textContent = "Show code";
+  details.appendChild(summary);
+  input.parentNode.insertBefore(details, input);
+  details.appendChild(input);
+});
+</script>"""
 
 
 def _navigation(pages: list[tuple[str, str]], current: str) -> str:
@@ -184,14 +202,16 @@ def write_preview(results: list[ChapterResult], out_dir: Path = PREVIEW_DIR, roo
     asset.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(ensure_plotly_asset(root), asset)
     written = []
-    for result, (page, title) in zip(results, pages, strict=False):
+    for result, (page, title) in zip(results, pages, strict=True):
         notebook = _preview_cells(result.notebook)
-        notebook.cells.insert(0, nbformat.v4.new_markdown_cell(f"# {title}"))
+        heading = f"# {title}" + (f"\n\n*{result.abstract}*" if result.abstract else "")
+        notebook.cells.insert(0, nbformat.v4.new_markdown_cell(heading))
         body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": title}})
         body = body.replace("<body", f'<body data-page="{html.escape(page)}"', 1)
         body = re.sub(
             r"(<body[^>]*>)", lambda match, page=page: match.group(1) + _navigation(pages, page), body, count=1
         )
+        body = body.replace("</body>", FOLD_SCRIPT + "</body>", 1)
         target = out_dir / page
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(body)

@@ -153,25 +153,25 @@ def _numeric(table: pd.DataFrame, column: str, file: str) -> pd.Series:
     return values
 
 
-def radon_survey(states: list[str] | None = None, raw_dir: Path = RAW_DIR) -> pd.DataFrame:
-    """The radon survey, one row per home, joined with county uranium (Gelman and Hill's derivation).
+def radon_survey(raw_dir: Path = RAW_DIR) -> pd.DataFrame:
+    """The whole radon survey, one row per home, joined with county uranium (Gelman and Hill's derivation).
 
-    Columns: state, county (``"STATE:NAME"``), county_name, fips, floor (0 basement, 1 first
-    floor), activity, log_radon = log(activity + 0.1), uranium (ppm), log_uranium.
-    Duplicate `idnum` rows are dropped; homes whose county has no uranium keep a missing value.
+    Columns: survey (srrs2.dat's `state`: a state's own survey, or "R5" for the EPA Region 5 sample),
+    state (the home's state, srrs2.dat's `state2`), county (``"STATE:NAME"``), county_name, fips,
+    floor (0 basement, 1 first floor), activity, log_radon = log(activity + 0.1), uranium (ppm) and
+    log_uranium. Duplicate `idnum` rows are dropped. Counties missing from cty.dat keep a missing
+    uranium; a uranium of 0 keeps a missing log_uranium.
     """
     paths = fetch_radon_files(raw_dir)
-    homes = _read_table(paths["srrs2.dat"], ["idnum", "state", "stfips", "cntyfips", "county", "floor", "activity"])
-    counties = _read_table(paths["cty.dat"], ["stfips", "ctfips", "st", "Uppm"])
-    if states is not None:
-        homes = homes[homes["state"].isin(states)]
-        if homes.empty:
-            raise DataError(f"srrs2.dat has no homes in the states {states}")
+    columns = ["idnum", "state", "state2", "stfips", "cntyfips", "county", "floor", "activity"]
+    homes = _read_table(paths["srrs2.dat"], columns)
+    counties = _read_table(paths["cty.dat"], ["stfips", "ctfips", "st", "cty", "Uppm"])
 
     table = pd.DataFrame(
         {
             "idnum": _numeric(homes, "idnum", "srrs2.dat").astype(int),
-            "state": homes["state"],
+            "survey": homes["state"],
+            "state": homes["state2"],
             "county_name": homes["county"],
             "fips": (_numeric(homes, "stfips", "srrs2.dat") * 1000 + _numeric(homes, "cntyfips", "srrs2.dat")).astype(
                 int
@@ -186,21 +186,43 @@ def radon_survey(states: list[str] | None = None, raw_dir: Path = RAW_DIR) -> pd
                 int
             ),
             "uranium": _numeric(counties, "Uppm", "cty.dat"),
+            "fips_county_name": counties["cty"],
         }
     ).drop_duplicates("fips")  # two Minnesota FIPS codes are listed twice with the same value
     table = table.merge(uranium, on="fips", how="left", validate="many_to_one")
     table = table.drop_duplicates("idnum").reset_index(drop=True)
     table["log_radon"] = np.log(table["activity"] + 0.1)
-    table["log_uranium"] = np.log(table["uranium"])
+    table["log_uranium"] = np.log(table["uranium"].where(table["uranium"] > 0))
     table["county"] = table["state"] + ":" + table["county_name"]
     return table
 
 
 def radon_minnesota(raw_dir: Path = RAW_DIR) -> pd.DataFrame:
-    """The standard Minnesota radon table: 919 homes in 85 counties, with a county index."""
-    table = radon_survey(["MN"], raw_dir)
+    """The standard Minnesota radon table: 919 homes in 85 counties, with a county index.
+
+    These are the homes of Minnesota's own survey; the 269 Minnesota homes of the Region 5 sample are
+    left out, as in Gelman and Hill and the PyMC primer.
+    """
+    table = radon_survey(raw_dir)
+    table = table[table["survey"] == "MN"].reset_index(drop=True)
     table["county"] = pd.Categorical(table["county_name"], categories=sorted(table["county_name"].unique()))
     table["county_index"] = table["county"].cat.codes
     return table[
         ["idnum", "county", "county_index", "fips", "floor", "activity", "log_radon", "uranium", "log_uranium"]
     ]
+
+
+def radon_all_states(raw_dir: Path = RAW_DIR) -> pd.DataFrame:
+    """Every home of the survey (12,777 homes, 9 states, 472 counties), counties nested in states.
+
+    A county is its FIPS code, named from cty.dat: the Region 5 sample writes tribal lands in the county
+    field, so one name can span several counties. FIPS codes that cty.dat does not list (mostly xx999,
+    county unknown) get a name that says so and no uranium; counties whose uranium is 0 have no log uranium.
+    """
+    table = radon_survey(raw_dir)
+    unknown = "not in cty.dat (FIPS " + table["fips"].astype(str) + ")"
+    table["county_name"] = table["fips_county_name"].fillna(unknown)
+    table["county"] = table["state"] + ":" + table["county_name"]
+    table["state"] = pd.Categorical(table["state"], categories=sorted(table["state"].unique()))
+    table["county"] = pd.Categorical(table["county"], categories=sorted(table["county"].unique()))
+    return table.drop(columns="fips_county_name")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import arviz as az
 import bambi as bmb
+import numpy as np
 import pandas as pd
 
 from pooling.data import PROJECT_ROOT
@@ -131,12 +132,18 @@ def diagnose(idata: az.InferenceData, exclude=()) -> Diagnostics:
     """Worst r_hat and bulk ESS over the posterior variables not excluded, and the count of divergences."""
     # Names ending in "__" are the sampler's unconstrained copies (nutpie keeps them), not parameters.
     var_names = [name for name in idata.posterior.data_vars if name not in set(exclude) and not name.endswith("__")]
-    r_hat = az.rhat(idata, var_names=var_names)
-    ess = az.ess(idata, var_names=var_names, method="bulk")
+    with np.errstate(invalid="ignore", divide="ignore"):  # constant entries divide by zero variance
+        r_hat = az.rhat(idata, var_names=var_names)
+        ess = az.ess(idata, var_names=var_names, method="bulk")
+    # Constant entries (the unit diagonal of a correlation matrix) have no r_hat or ESS: skip them.
     worst_r_hat, r_hat_max = max(
-        ((name, float(r_hat[name].max())) for name in r_hat.data_vars), key=lambda item: item[1]
+        ((name, float(np.nanmax(r_hat[name]))) for name in r_hat.data_vars if np.isfinite(r_hat[name]).any()),
+        key=lambda item: item[1],
     )
-    worst_ess, ess_min = min(((name, float(ess[name].min())) for name in ess.data_vars), key=lambda item: item[1])
+    worst_ess, ess_min = min(
+        ((name, float(np.nanmin(ess[name]))) for name in ess.data_vars if np.isfinite(ess[name]).any()),
+        key=lambda item: item[1],
+    )
     divergences = int(idata.sample_stats["diverging"].sum()) if "diverging" in idata.sample_stats else 0
     return Diagnostics(r_hat_max, ess_min, divergences, worst_r_hat, worst_ess)
 
@@ -149,6 +156,9 @@ def _sample(model: bmb.Model, sampler: str, settings: dict, seed: int, log_likel
         # PyMC's own convergence warnings repeat what the gate below reports by name.
         warnings.filterwarnings("ignore", message=".*(rhat|r_hat|effective sample size|divergen).*")
         idata = model.fit(**options)
+    # The per-observation mean (nutpie keeps Bambi's deterministic `mu`) costs memory and says nothing new.
+    per_observation = [name for name, values in idata.posterior.items() if "__obs__" in values.dims]
+    idata.posterior = idata.posterior.drop_vars(per_observation)
     if log_likelihood:
         model.compute_log_likelihood(idata)
     return idata

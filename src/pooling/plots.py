@@ -339,3 +339,77 @@ def shrinkage_by_size(table: pd.DataFrame, pooled: float, title: str, y_title: s
     figure.add_hline(y=pooled, line={"dash": "dash", "color": "black"}, annotation_text=f"pooled: {pooled:.2f}")
     figure.update_layout(title=title, xaxis={"title": size_title + " (log scale)", "type": "log"}, yaxis_title=y_title)
     return figure
+
+
+def county_sizes(data: pd.DataFrame) -> go.Figure:
+    """Homes per county, sorted, with the county's name and floor mix on hover."""
+    counts = data.groupby("county", observed=True).agg(homes=("floor", "size"), first_floor=("floor", "sum"))
+    counts = counts.sort_values("homes", ascending=False)
+    figure = go.Figure(
+        go.Bar(
+            x=list(range(1, len(counts) + 1)),
+            y=counts["homes"],
+            text=counts.index.astype(str),
+            customdata=counts["first_floor"],
+            marker={"color": color_of(0)},
+            hovertemplate="%{text}<br>%{y} homes, %{customdata} measured on the first floor<extra></extra>",
+        )
+    )
+    figure.update_layout(
+        title="Homes measured per county",
+        xaxis_title="county rank by number of homes",
+        yaxis={"title": "homes (log scale)", "type": "log"},
+    )
+    return figure
+
+
+def radon_by_floor(data: pd.DataFrame) -> go.Figure:
+    """Distribution of log radon in basements and on first floors."""
+    figure = go.Figure()
+    for index, (floor, label) in enumerate(((0, "basement"), (1, "first floor"))):
+        values = data.loc[data["floor"] == floor, "log_radon"]
+        figure.add_violin(
+            y=values,
+            name=f"{label} ({len(values)} homes)",
+            box_visible=True,
+            meanline_visible=True,
+            points="all",
+            jitter=0.4,
+            marker={"size": 3, "color": color_of(index)},
+            line={"color": color_of(index)},
+            hoveron="points",
+            hovertemplate=f"{label}<br>log radon %{{y:.2f}}<extra></extra>",
+        )
+    figure.update_layout(
+        title="Radon by floor of measurement",
+        yaxis_title="log(radon + 0.1), log pCi/L",
+        xaxis_title="floor of measurement",
+        showlegend=False,
+    )
+    return figure
+
+
+def county_means_against(data: pd.DataFrame, column: str, x_title: str, title: str) -> go.Figure:
+    """Each county's mean log radon against a county-level column, sized by the number of homes."""
+    counties = data.groupby("county", observed=True).agg(
+        mean=("log_radon", "mean"), homes=("log_radon", "size"), value=(column, "first")
+    )
+    figure = go.Figure(
+        go.Scatter(
+            x=counties["value"],
+            y=counties["mean"],
+            mode="markers",
+            text=counties.index.astype(str),
+            marker={"size": 5 + 2 * np.sqrt(counties["homes"]), "color": color_of(1), "opacity": 0.7},
+            customdata=counts_text(counties["homes"]),
+            hovertemplate="%{text}<br>"
+            + x_title
+            + " %{x:.2f}<br>mean log radon %{y:.2f}<br>%{customdata}<extra></extra>",
+        )
+    )
+    figure.update_layout(title=title, xaxis_title=x_title, yaxis_title="county mean of log radon")
+    return figure
+
+
+def counts_text(counts: pd.Series) -> list[str]:
+    return [f"{count} home" + ("s" if count != 1 else "") for count in counts]

@@ -1,0 +1,147 @@
+"""The offline preview opened in headless Chromium: every page loads, draws its figures and stays on this machine."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import threading
+from pathlib import Path
+from urllib.parse import urljoin, urlparse
+
+import pytest
+
+from pooling.build import PREVIEW_DIR, PROJECT_ROOT, chapter_sources
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+playwright = pytest.importorskip("playwright.sync_api")
+
+PAGES = [str(path.relative_to(PROJECT_ROOT).with_suffix(".html")) for path in chapter_sources()]
+# The only request allowed to leave 127.0.0.1: the math typesetting library from its usual CDN.
+MATH_HOSTS = {"cdn.jsdelivr.net", "cdnjs.cloudflare.com"}
+SCREENSHOTS = PROJECT_ROOT / "_screenshots"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def site(built_chapters):
+    """The preview, served on a free port of 127.0.0.1 for the duration of the module."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(PREVIEW_DIR))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Chromium is missing: `make test` installs it (apt-get install chromium chromium-driver)")
+    with playwright.sync_playwright() as driver:
+        chromium = driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def open_page(browser, url, viewport=None):
+    """Open `url` with every request outside 127.0.0.1 blocked and recorded, and every console error kept."""
+    context = browser.new_context(viewport=viewport or {"width": 1280, "height": 900})
+    page = context.new_page()
+    record = {"errors": [], "outside": [], "math": []}
+
+    def route(request_route):
+        host = urlparse(request_route.request.url).hostname
+        if host == "127.0.0.1":
+            return request_route.continue_()
+        record["math" if host in MATH_HOSTS else "outside"].append(request_route.request.url)
+        return request_route.abort()
+
+    def console(message):
+        location = message.location.get("url", "")
+        blocked_math = urlparse(location).hostname in MATH_HOSTS or "net::ERR_FAILED" in message.text
+        if message.type == "error" and not blocked_math and not location.endswith("favicon.ico"):
+            record["errors"].append(message.text)
+
+    page.route("**/*", route)
+    page.on("console", console)
+    page.on("pageerror", lambda error: record["errors"].append(str(error)))
+    response = page.goto(url, wait_until="load")
+    return context, page, response, record
+
+
+@pytest.mark.parametrize("page_path", PAGES)
+def test_page_loads_draws_its_figures_and_stays_offline(browser, site, page_path):
+    context, page, response, record = open_page(browser, urljoin(site, page_path))
+    try:
+        assert response.status == 200
+        figures = page.locator(".plotly-graph-div")
+        page.wait_for_function(
+            "Array.from(document.querySelectorAll('.plotly-graph-div')).every(d => d.querySelector('svg.main-svg'))",
+            timeout=20_000,
+        )
+        for index in range(figures.count()):
+            drawn = figures.nth(index).evaluate(
+                "d => d.data.length > 0 && d.querySelectorAll('svg.main-svg path, svg.main-svg text').length > 0"
+            )
+            assert drawn, f"{page_path}: figure {index + 1} has no drawn content"
+        assert record["errors"] == [], f"{page_path}: console errors {record['errors']}"
+        assert record["outside"] == [], f"{page_path}: requests left 127.0.0.1: {record['outside']}"
+        html = page.content()
+        assert html.count("plotly.min.js") == 1, f"{page_path}: plotly.js must be loaded exactly once"
+        assert "cdn.plot.ly" not in html and "require.min.js" not in html and "jquery" not in html.lower()
+        links = page.eval_on_selector_all("a[href]", "links => links.map(a => a.getAttribute('href'))")
+        for link in links:
+            target = urljoin(urljoin(site, page_path), link)
+            if urlparse(target).hostname != "127.0.0.1":
+                continue
+            fragment = urlparse(target).fragment
+            if target.split("#")[0] == urljoin(site, page_path) and fragment:
+                assert page.locator(f"[id='{fragment}']").count() > 0, f"{page_path}: no anchor #{fragment}"
+            else:
+                assert page.request.get(target.split("#")[0]).status == 200, f"{page_path}: broken link {link}"
+        SCREENSHOTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / (page_path.replace("/", "_") + ".png")), full_page=True)
+    finally:
+        context.close()
+
+
+def test_figures_fit_a_phone_screen(browser, site):
+    context, page, _, _ = open_page(
+        browser, urljoin(site, "chapters/01-two-site-data.html"), {"width": 390, "height": 844}
+    )
+    try:
+        page.wait_for_selector(".plotly-graph-div svg.main-svg")
+        widths = page.eval_on_selector_all(
+            ".plotly-graph-div", "divs => divs.map(d => d.getBoundingClientRect().right)"
+        )
+        assert widths and max(widths) <= 390
+        page.screenshot(path=str(SCREENSHOTS / "phone_01-two-site-data.png"), full_page=False)
+    finally:
+        context.close()
+
+
+def test_explorer_sliders_change_the_estimates(browser, site):
+    context, page, _, _ = open_page(browser, urljoin(site, "chapters/05-how-much-pooling.html"))
+    try:
+        page.wait_for_selector("#pooling-explorer svg.main-svg")
+        before = page.evaluate("document.getElementById('pooling-explorer').data[3].x")
+        title_before = page.evaluate("document.getElementById('pooling-explorer').layout.title.text")
+        page.locator("#pooling-explorer .slider-label-group text").first.click()  # points per site: 3
+        page.wait_for_function(
+            "document.getElementById('pooling-explorer').layout.sliders[0].active === 0", timeout=5_000
+        )
+        page.wait_for_timeout(300)
+        after = page.evaluate("document.getElementById('pooling-explorer').data[3].x")
+        assert after != before
+        assert page.evaluate("document.getElementById('pooling-explorer').layout.title.text") != title_before
+    finally:
+        context.close()
