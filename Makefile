@@ -36,7 +36,8 @@ test: $(VENV)/.installed browser
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check src tests chapters
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 
 # Not part of the tests: timings live here, written to benchmarks/results.md.
 bench: $(VENV)/.installed

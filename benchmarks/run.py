@@ -41,7 +41,11 @@ SCALING_SETTINGS = {"draws": 500, "tune": 500, "chains": 2}
 def machine() -> str:
     memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     cpu = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if "model name" in line),
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if "model name" in line
+        ),
         platform.processor(),
     )
     versions = ", ".join(f"{name} {value}" for name, value in library_versions().items())
@@ -54,10 +58,18 @@ def timed_build(cache: Path, jobs: int) -> float:
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
         subprocess.run(
-            [sys.executable, "-c", f"from pooling.build import build_preview; from pathlib import Path; "
-             f"r = build_preview(jobs={jobs}, out_dir=Path({out!r})); "
-             "import sys; sys.exit(any(x.error for x in r))"],
-            check=True, env=environment, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-c",
+                f"from pooling.build import build_preview; from pathlib import Path; "
+                f"r = build_preview(jobs={jobs}, out_dir=Path({out!r})); "
+                "import sys; sys.exit(any(x.error for x in r))",
+            ],
+            check=True,
+            env=environment,
+            cwd=PROJECT_ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         return time.perf_counter() - start
 
@@ -70,8 +82,10 @@ def build_times(jobs: int) -> pd.DataFrame:
     finally:
         shutil.rmtree(cache.parent)
     return pd.DataFrame(
-        [{"build": "cold (empty fit cache)", "jobs": jobs, "seconds": round(cold, 1)},
-         {"build": "warm (full fit cache)", "jobs": jobs, "seconds": round(warm, 1)}]
+        [
+            {"build": "cold (empty fit cache)", "jobs": jobs, "seconds": round(cold, 1)},
+            {"build": "warm (full fit cache)", "jobs": jobs, "seconds": round(warm, 1)},
+        ]
     ).assign(**{"cold / warm": round(cold / warm, 1)})
 
 
@@ -84,16 +98,28 @@ def sampler_comparison() -> pd.DataFrame:
             result = fit(spec, data, sampler=sampler, use_cache=False, demonstrates_failure=True)
             ess_per_second = result.diagnostics.ess_bulk_min / result.fit_seconds
             means[sampler] = result.idata.posterior
-            rows.append({"model": label, "sampler": sampler, "fit seconds": round(result.fit_seconds, 1),
-                         "bulk ESS min": int(result.diagnostics.ess_bulk_min),
-                         "min bulk ESS / s": round(ess_per_second, 1),
-                         "r_hat max": round(result.diagnostics.r_hat_max, 3),
-                         "divergences": result.diagnostics.divergences})
+            rows.append(
+                {
+                    "model": label,
+                    "sampler": sampler,
+                    "fit seconds": round(result.fit_seconds, 1),
+                    "bulk ESS min": int(result.diagnostics.ess_bulk_min),
+                    "min bulk ESS / s": round(ess_per_second, 1),
+                    "r_hat max": round(result.diagnostics.r_hat_max, 3),
+                    "divergences": result.diagnostics.divergences,
+                }
+            )
         # Same posterior: largest gap between the samplers' means, in posterior sds.
-        gaps = [float(np.max(np.abs(means["nutpie"][name].mean(("chain", "draw"))
-                                     - means["pymc"][name].mean(("chain", "draw")))
-                              / means["pymc"][name].std(("chain", "draw"))))
-                for name in means["pymc"].data_vars if not name.endswith("__")]
+        gaps = [
+            float(
+                np.max(
+                    np.abs(means["nutpie"][name].mean(("chain", "draw")) - means["pymc"][name].mean(("chain", "draw")))
+                    / means["pymc"][name].std(("chain", "draw"))
+                )
+            )
+            for name in means["pymc"].data_vars
+            if not name.endswith("__")
+        ]
         rows[-1]["largest mean gap (posterior sd)"] = rows[-2]["largest mean gap (posterior sd)"] = round(max(gaps), 3)
     table = pd.DataFrame(rows)
     nutpie = table[table.sampler == "nutpie"].set_index("model")["min bulk ESS / s"]
@@ -110,9 +136,15 @@ def scaling(spec: ModelSpec) -> pd.DataFrame:
         data = simulate_sites(slopes=slopes, points_per_site=n_rows // groups, seed=groups + n_rows)
         start = time.perf_counter()
         result = fit(spec, data, **SCALING_SETTINGS, use_cache=False, log_likelihood=False, demonstrates_failure=True)
-        rows.append({"groups": groups, "rows": len(data), "fit seconds": round(time.perf_counter() - start, 1),
-                     "bulk ESS min": int(diagnose(result.idata).ess_bulk_min),
-                     "divergences": result.diagnostics.divergences})
+        rows.append(
+            {
+                "groups": groups,
+                "rows": len(data),
+                "fit seconds": round(time.perf_counter() - start, 1),
+                "bulk ESS min": int(diagnose(result.idata).ess_bulk_min),
+                "divergences": result.diagnostics.divergences,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -130,7 +162,8 @@ def main(argv=None) -> int:
     sections.append(
         "## Samplers on the book's models (4 chains x 1000 draws, wall time including compilation)\n\n"
         + comparison.to_markdown(index=False)
-        + "\n\nnutpie / PyMC in min bulk ESS per second:\n\n" + ratio.to_frame("ratio").to_markdown()
+        + "\n\nnutpie / PyMC in min bulk ESS per second:\n\n"
+        + ratio.to_frame("ratio").to_markdown()
     )
     scaled = scaling(TOY_MODELS["toy_hierarchical"])
     sections.append(

@@ -33,6 +33,13 @@ def test_all_states_table_has_the_documented_counts(survey):
     assert not survey["county"].str.contains("nan").any()
 
 
+def test_floor_codes_are_recoded_above_the_basement(survey, minnesota):
+    assert survey["floor_code"].value_counts().to_dict() == {0: 8465, 1: 3983, 9: 287, 2: 23, 3: 19}
+    assert survey["floor"].isna().sum() == 287
+    assert (survey.loc[survey["floor_code"].between(1, 3), "floor"] == 1).all()
+    assert set(minnesota["floor"]) == {0, 1}
+
+
 def test_every_county_has_uranium_or_the_gap_is_named(survey):
     no_uranium = survey.loc[survey["uranium"].isna(), "county"].unique()
     assert sorted(map(str, no_uranium)) == [

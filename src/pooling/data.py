@@ -215,7 +215,8 @@ def radon_minnesota(raw_dir: Path = RAW_DIR) -> pd.DataFrame:
 def radon_all_states(raw_dir: Path = RAW_DIR) -> pd.DataFrame:
     """Every home of the survey (12,777 homes, 9 states, 472 counties), counties nested in states.
 
-    A county is its FIPS code, named from cty.dat: the Region 5 sample writes tribal lands in the county
+    `floor` is 0 for a basement and 1 for any floor above it (missing when unknown); `floor_code` keeps
+    the survey's code. A county is its FIPS code, named from cty.dat: the Region 5 sample writes tribal lands in the county
     field, so one name can span several counties. FIPS codes that cty.dat does not list (mostly xx999,
     county unknown) get a name that says so and no uranium; counties whose uranium is 0 have no log uranium.
     """
@@ -225,4 +226,8 @@ def radon_all_states(raw_dir: Path = RAW_DIR) -> pd.DataFrame:
     table["county"] = table["state"] + ":" + table["county_name"]
     table["state"] = pd.Categorical(table["state"], categories=sorted(table["state"].unique()))
     table["county"] = pd.Categorical(table["county"], categories=sorted(table["county"].unique()))
+    # Outside Minnesota the survey also measured second (2) and third (3) floors and has 9 for "unknown":
+    # `floor` becomes "above the basement" (0 or 1), missing where the floor is unknown.
+    table["floor_code"] = table["floor"]
+    table["floor"] = (table["floor_code"] >= 1).astype(float).where(table["floor_code"] != 9)
     return table.drop(columns="fips_county_name")

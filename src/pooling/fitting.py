@@ -222,6 +222,8 @@ def fit(
     if cached is not None:
         idata, meta = cached
         fit_seconds, from_cache = meta["fit_seconds"], True
+        if isinstance(model, bmb.Model):
+            model.build()  # what sampling would have done: predictions and prior checks need the built model
     else:
         start = time.perf_counter()
         idata = _sample(model, sampler, settings, seed, log_likelihood)
