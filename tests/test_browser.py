@@ -16,8 +16,14 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 playwright = pytest.importorskip("playwright.sync_api")
 
 PAGES = [str(path.relative_to(PROJECT_ROOT).with_suffix(".html")) for path in chapter_sources()]
-# The only request allowed to leave 127.0.0.1: the math typesetting library from its usual CDN.
+# The only request allowed to leave 127.0.0.1: the math typesetting library (MathJax) from its usual CDN.
 MATH_HOSTS = {"cdn.jsdelivr.net", "cdnjs.cloudflare.com"}
+
+
+def is_math_library(url: str) -> bool:
+    return urlparse(url).hostname in MATH_HOSTS and "mathjax" in url.lower()
+
+
 SCREENSHOTS = PROJECT_ROOT / "_screenshots"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -62,12 +68,12 @@ def open_page(browser, url, viewport=None):
         host = urlparse(request_route.request.url).hostname
         if host == "127.0.0.1":
             return request_route.continue_()
-        record["math" if host in MATH_HOSTS else "outside"].append(request_route.request.url)
+        record["math" if is_math_library(request_route.request.url) else "outside"].append(request_route.request.url)
         return request_route.abort()
 
     def console(message):
         location = message.location.get("url", "")
-        blocked_math = urlparse(location).hostname in MATH_HOSTS or "net::ERR_FAILED" in message.text
+        blocked_math = is_math_library(location)  # blocked to keep the test offline; allowed on the real site
         if message.type == "error" and not blocked_math and not location.endswith("favicon.ico"):
             record["errors"].append(message.text)
 
@@ -96,7 +102,8 @@ def test_page_loads_draws_its_figures_and_stays_offline(browser, site, page_path
         assert record["errors"] == [], f"{page_path}: console errors {record['errors']}"
         assert record["outside"] == [], f"{page_path}: requests left 127.0.0.1: {record['outside']}"
         html = page.content()
-        assert html.count("plotly.min.js") == 1, f"{page_path}: plotly.js must be loaded exactly once"
+        loads = html.count("plotly.min.js")
+        assert loads == 1 if figures.count() else loads <= 1, f"{page_path}: plotly.js must be loaded once, by the page"
         assert "cdn.plot.ly" not in html and "require.min.js" not in html and "jquery" not in html.lower()
         links = page.eval_on_selector_all("a[href]", "links => links.map(a => a.getAttribute('href'))")
         for link in links:
@@ -105,7 +112,8 @@ def test_page_loads_draws_its_figures_and_stays_offline(browser, site, page_path
                 continue
             fragment = urlparse(target).fragment
             if target.split("#")[0] == urljoin(site, page_path) and fragment:
-                assert page.locator(f"[id='{fragment}']").count() > 0, f"{page_path}: no anchor #{fragment}"
+                found = page.evaluate("id => document.getElementById(decodeURIComponent(id)) !== null", fragment)
+                assert found, f"{page_path}: no anchor #{fragment}"
             else:
                 assert page.request.get(target.split("#")[0]).status == 200, f"{page_path}: broken link {link}"
         SCREENSHOTS.mkdir(exist_ok=True)
@@ -135,7 +143,10 @@ def test_explorer_sliders_change_the_estimates(browser, site):
         page.wait_for_selector("#pooling-explorer svg.main-svg")
         before = page.evaluate("document.getElementById('pooling-explorer').data[3].x")
         title_before = page.evaluate("document.getElementById('pooling-explorer').layout.title.text")
-        page.locator("#pooling-explorer .slider-label-group text").first.click()  # points per site: 3
+        label = page.locator("#pooling-explorer .slider-label-group text").first  # points per site: 3
+        label.scroll_into_view_if_needed()
+        box = label.bounding_box()
+        page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
         page.wait_for_function(
             "document.getElementById('pooling-explorer').layout.sliders[0].active === 0", timeout=5_000
         )

@@ -112,6 +112,11 @@ def execute_chapter(path: Path) -> ChapterResult:
     return result
 
 
+def _page_links(markdown: str) -> str:
+    """Links to .qmd sources become links to their pages, as Quarto writes them."""
+    return re.sub(r"\]\(([^)#\s]+)\.qmd(#[^)]*)?\)", r"](\1.html\2)", markdown)
+
+
 def _preview_cells(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """Apply Quarto's cell options and figure captions so the preview shows what the site shows."""
     notebook = nbformat.from_dict(notebook)
@@ -145,9 +150,11 @@ def _preview_cells(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
             cell.source = "\n".join(line for line in cell.source.splitlines() if not line.startswith(":::"))
             cells.append(cell)
     for cell in cells:
+        for output in cell.get("outputs", []):
+            if "text/markdown" in output.get("data", {}):
+                output["data"]["text/markdown"] = _page_links(output["data"]["text/markdown"])
         if cell.cell_type == "markdown":
-            # Quarto turns links to .qmd sources into links to their pages.
-            cell.source = re.sub(r"\]\(([^)#\s]+)\.qmd(#[^)]*)?\)", r"](\1.html\2)", cell.source)
+            cell.source = _page_links(cell.source)
             cell.source = re.sub(
                 r"@((?:fig|tbl)-[\w-]+)",
                 lambda match: f"[{figures.get(match.group(1), match.group(1))}](#{match.group(1)})",
@@ -212,6 +219,8 @@ def write_preview(results: list[ChapterResult], out_dir: Path = PREVIEW_DIR, roo
             r"(<body[^>]*>)", lambda match, page=page: match.group(1) + _navigation(pages, page), body, count=1
         )
         body = body.replace("</body>", FOLD_SCRIPT + "</body>", 1)
+        # nbconvert's template loads require.js from a CDN for widgets; no page here uses it.
+        body = re.sub(r'<script src="[^"]*require(\.min)?\.js"></script>', "", body)
         target = out_dir / page
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(body)

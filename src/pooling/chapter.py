@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import warnings
@@ -28,19 +29,20 @@ def ensure_plotly_asset(root: Path = PROJECT_ROOT) -> Path:
     return target
 
 
+# Figure ids numbered in order of display: unique on the page and identical on every re-render.
+# (plotly copies a renderer before each use, so the count cannot live on the renderer.)
+FIGURE_NUMBERS = itertools.count(1)
+
+
 class BookRenderer(MimetypeRenderer):
     """Plotly figures as plain HTML that expects plotly.js already loaded once by the page."""
 
-    def __init__(self):
-        self.count = 0
-
     def to_mimebundle(self, fig_dict):
-        self.count += 1  # stable div ids keep re-renders byte-identical
         html = pio.to_html(
             fig_dict,
             full_html=False,
             include_plotlyjs=False,
-            div_id=f"plotly-figure-{self.count}",
+            div_id=f"plotly-figure-{next(FIGURE_NUMBERS)}",
             config={"responsive": True, "displaylogo": False},
             validate=False,
         )

@@ -216,9 +216,10 @@ def radon_all_states(raw_dir: Path = RAW_DIR) -> pd.DataFrame:
     """Every home of the survey (12,777 homes, 9 states, 472 counties), counties nested in states.
 
     `floor` is 0 for a basement and 1 for any floor above it (missing when unknown); `floor_code` keeps
-    the survey's code. A county is its FIPS code, named from cty.dat: the Region 5 sample writes tribal lands in the county
-    field, so one name can span several counties. FIPS codes that cty.dat does not list (mostly xx999,
-    county unknown) get a name that says so and no uranium; counties whose uranium is 0 have no log uranium.
+    the survey's code. A county is its FIPS code, named from cty.dat: the Region 5 sample writes tribal
+    lands in the county field, so one name can span several counties. FIPS codes that cty.dat does not
+    list (mostly xx999, county unknown) get a name that says so and no uranium; counties whose uranium
+    is 0 have no log uranium.
     """
     table = radon_survey(raw_dir)
     unknown = "not in cty.dat (FIPS " + table["fips"].astype(str) + ")"

@@ -10,7 +10,7 @@ import platform
 import sys
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from importlib.metadata import version
 from pathlib import Path
 
@@ -27,7 +27,7 @@ R_HAT_MAX = 1.01
 ESS_BULK_MIN = 400
 DEFAULT_SAMPLER = "nutpie"
 SAMPLER_SETTINGS = {"draws": 1000, "tune": 1000, "chains": 4, "target_accept": 0.8}
-CACHE_FORMAT = 1  # bump when the layout of cached files changes
+CACHE_FORMAT = 2  # bump when the layout of cached files changes
 LIBRARIES = ("bambi", "pymc", "pytensor", "arviz", "numpy", "pandas", "nutpie")
 
 
@@ -230,10 +230,12 @@ def fit(
         fit_seconds, from_cache = time.perf_counter() - start, False
 
     add_combined(spec, idata)
-    parts = {part for _, combined_parts in spec.combined for part in combined_parts}
-    result = Fit(
-        spec, model, idata, diagnose(idata, exclude=parts), sampler, settings, seed, fit_seconds, from_cache, key
-    )
+    if from_cache:
+        diagnostics = Diagnostics(**meta["diagnostics"])  # computed once, when sampled: slow for many groups
+    else:
+        parts = {part for _, combined_parts in spec.combined for part in combined_parts}
+        diagnostics = diagnose(idata, exclude=parts)
+    result = Fit(spec, model, idata, diagnostics, sampler, settings, seed, fit_seconds, from_cache, key)
     if use_cache and not from_cache:
         path.parent.mkdir(parents=True, exist_ok=True)
         _atomic_write(path, lambda target: idata.to_netcdf(target))
@@ -243,6 +245,7 @@ def fit(
             "identity": spec.identity(),
             "seed": seed,
             "libraries": library_versions(),
+            "diagnostics": asdict(diagnostics),
             "report": result.report(),
         }
         _atomic_write(meta_path, lambda target: target.write_text(json.dumps(meta, indent=1)))

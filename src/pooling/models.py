@@ -51,6 +51,7 @@ class ModelSpec:
             "priors": {term: str(prior) for term, prior in sorted(self.priors.items())},
             "noncentered": self.noncentered,
             "family": self.family,
+            "combined": [[name, list(parts)] for name, parts in self.combined],  # decides what the gate checks
         }
 
 
