@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import statsmodels.api as sm
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
@@ -12,8 +13,10 @@ from pooling.data import simulate_sites, two_sites
 from pooling.fitting import fit
 from pooling.models import TOY_MODELS
 from pooling.shrinkage import (
+    EXPLORER_GRID_POINTS,
     ScalePrior,
     conditional_slope_posterior,
+    explorer_data,
     explorer_setting,
     least_squares_slopes,
     partial_pooling_posterior,
@@ -108,13 +111,32 @@ def test_analytic_mean_integration_matches_a_numerical_one(mu_prior_sd):
     np.testing.assert_allclose(exact.sd, expected_sd, atol=1e-6)
 
 
-def test_grid_is_fine_enough():
-    sites = two_sites()
-    priors = (ScalePrior("halfcauchy", 0.1), ScalePrior("halfcauchy", 5.0), 0.1)
-    coarse = partial_pooling_posterior(sites, *priors, grid_points=100)
-    fine = partial_pooling_posterior(sites, *priors, grid_points=400)
+@pytest.mark.parametrize(
+    "data",
+    [two_sites(), explorer_data(80, 0.5, 8, 2.0), explorer_data(3, 2.0, 8, 7.0)],
+    ids=["two sites", "8 sites x 80 points: sharp sigma", "8 sites x 3 points: broad"],
+)
+@pytest.mark.parametrize("mu_prior_sd", [0.1, None])
+def test_grid_is_fine_enough(data, mu_prior_sd):
+    """The explorer's grid size gives the same summaries as a grid five times finer."""
+    priors = (ScalePrior("halfcauchy", 0.1), ScalePrior("halfcauchy", 5.0), mu_prior_sd)
+    coarse = partial_pooling_posterior(data, *priors, grid_points=EXPLORER_GRID_POINTS)
+    fine = partial_pooling_posterior(data, *priors, grid_points=5 * EXPLORER_GRID_POINTS)
     np.testing.assert_allclose(coarse.mean, fine.mean, atol=1e-3)
+    np.testing.assert_allclose(coarse.sd, fine.sd, rtol=1e-3)
     np.testing.assert_allclose([coarse.low, coarse.high], [fine.low, fine.high], atol=2e-3)
+
+
+def test_least_squares_matches_statsmodels():
+    sites = simulate_sites(slopes=(2.0, -5.0), points_per_site=3, seed=4)
+    table = least_squares_slopes(sites)
+    for site, frame in [*sites.groupby("site", observed=True), ("pooled", sites)]:
+        ols = sm.OLS(frame["y"].to_numpy(), frame[["x"]].to_numpy()).fit()
+        low, high = ols.conf_int(alpha=0.06)[0]
+        row = table.loc[str(site)]
+        assert row["slope"] == pytest.approx(ols.params[0])
+        assert row["standard_error"] == pytest.approx(ols.bse[0])
+        assert (row["low"], row["high"]) == pytest.approx((low, high))
 
 
 @pytest.mark.slow

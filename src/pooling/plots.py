@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -280,24 +282,34 @@ def pooling_explorer(grid: dict[tuple, dict], dials: dict) -> str:
     )
 
 
-def tau_posteriors(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str) -> go.Figure:
-    """Posterior densities of tau from the exact grid: {label: (grid, probabilities on the grid)}."""
+def tau_posteriors(curves: dict[str, tuple[np.ndarray, np.ndarray, Callable]], title: str) -> go.Figure:
+    """Prior and posterior of tau: {label: (grid, posterior probabilities on it, prior log density function)}.
+
+    Both are drawn as densities per unit of log10(tau), the prior dashed, so a prior and the posterior it
+    became can be read off the same axis.
+    """
     figure = go.Figure()
-    for index, (label, (grid, probability)) in enumerate(curves.items()):
-        # Probabilities on a log-spaced grid become a density in log10(tau).
-        density = probability / np.gradient(np.log10(grid))
-        figure.add_scatter(
-            x=grid,
-            y=density,
-            mode="lines",
-            name=label,
-            line={"color": color_of(index), "width": 2},
-            hovertemplate=f"{label}<br>tau %{{x:.3g}}<br>density %{{y:.3f}}<extra></extra>",
-        )
+    for index, (label, (grid, probability, prior_log_density)) in enumerate(curves.items()):
+        prior_grid = np.geomspace(min(grid.min(), 1e-3), grid.max(), 300)
+        # Probabilities on a log-spaced grid become a density in log10(tau); a density in tau is rescaled likewise.
+        for name, x, density, dash in (
+            ("posterior", grid, probability / np.gradient(np.log10(grid)), "solid"),
+            ("prior", prior_grid, np.exp(prior_log_density(prior_grid)) * prior_grid * np.log(10), "dash"),
+        ):
+            figure.add_scatter(
+                x=x,
+                y=density,
+                mode="lines",
+                name=f"{name}: {label}",
+                legendgroup=label,
+                line={"color": color_of(index), "width": 2, "dash": dash},
+                hovertemplate=f"{name}, {label}<br>tau %{{x:.3g}}<br>density %{{y:.3f}}<extra></extra>",
+            )
     figure.update_layout(
         title=title,
         xaxis={"title": "tau, the sd of the site slopes (log scale)", "type": "log"},
-        yaxis_title="posterior density per unit of log10(tau)",
+        yaxis_title="density per unit of log10(tau)",
+        legend={"orientation": "h", "y": -0.25, "yanchor": "top"},
     )
     return figure
 
