@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pooling.build import PROJECT_ROOT, cell_options, chapter_sources, read_chapter
+from pooling.build import PROJECT_ROOT, cell_options, chapter_sources, execute_chapter, read_chapter
 
 CHAPTERS = chapter_sources()
 
@@ -36,3 +36,30 @@ def test_chapter_conventions(source):
         options = cell_options(cell.source)
         if str(options.get("label", "")).startswith("fig-"):
             assert options.get("fig-cap"), f"{source.name}: figure {options['label']} has no caption"
+
+
+def _tiny_chapter(path, front_matter=""):
+    path.write_text(
+        f"---\ntitle: Tiny\n{front_matter}---\n\n```{{python}}\nimport random\nprint(random.random())\n```\n"
+    )
+    return path
+
+
+def _printed(result):
+    (cell,) = [cell for cell in result.notebook.cells if cell.cell_type == "code"]
+    return cell.outputs[0]["text"]
+
+
+def test_unchanged_chapters_are_reused_and_changed_ones_run(tmp_path, monkeypatch):
+    """The offline freeze: same inputs reuse the executed notebook; any edit, or `reads-other-pages`, runs again."""
+    monkeypatch.setenv("POOLING_CACHE", str(tmp_path / "cache" / "fits"))
+    chapter = _tiny_chapter(tmp_path / "01-tiny.qmd")
+    first, again = (execute_chapter(chapter, reuse_executed=True) for _ in range(2))
+    assert not first.frozen and again.frozen and _printed(first) == _printed(again)
+    assert not execute_chapter(chapter).frozen  # the tests' default: always execute
+    chapter.write_text(chapter.read_text().replace("Tiny", "Tiny, edited"))
+    edited = execute_chapter(chapter, reuse_executed=True)
+    assert not edited.frozen and _printed(edited) != _printed(first)
+    assert len(list((tmp_path / "cache" / "executed").glob("01-tiny-*.ipynb"))) == 1  # the stale one is gone
+    always = _tiny_chapter(tmp_path / "02-always.qmd", "reads-other-pages: true\n")
+    assert not any(execute_chapter(always, reuse_executed=True).frozen for _ in range(2))

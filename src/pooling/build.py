@@ -7,6 +7,7 @@ and titles come from `_quarto.yml`; nothing is written twice.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import html
 import os
 import re
@@ -27,6 +28,7 @@ from nbconvert.preprocessors import TagRemovePreprocessor
 
 from pooling.chapter import PLOTLY_ASSET, ensure_plotly_asset
 from pooling.data import PROJECT_ROOT
+from pooling.fitting import cache_dir
 
 PREVIEW_DIR = PROJECT_ROOT / "_preview"
 CELL_TIMEOUT = 1800  # seconds; the all-states fits are the slowest cells
@@ -39,6 +41,7 @@ class ChapterResult:
     abstract: str = ""
     seconds: float = 0.0
     error: str | None = None
+    frozen: bool = False  # outputs reused from an earlier execution of the same inputs
     notebook: nbformat.NotebookNode | None = field(default=None, repr=False)
 
 
@@ -84,11 +87,37 @@ def read_chapter(path: Path) -> tuple[nbformat.NotebookNode, dict]:
     return notebook, front_matter
 
 
-def execute_chapter(path: Path) -> ChapterResult:
-    """Run every cell in a fresh kernel from the chapter's folder, as Quarto does."""
+def execution_key(path: Path, root: Path = PROJECT_ROOT) -> str:
+    """Everything that decides a chapter's outputs: its source, the package's code and the locked environment.
+
+    The data are covered too: simulations are code, and the radon files are pinned by checksums in the package.
+    """
+    digest = hashlib.sha256()
+    for file in [path, root / "requirements.lock", *sorted((root / "src" / "pooling").glob("*.py"))]:
+        digest.update(file.name.encode() + b"\0" + file.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def frozen_path(path: Path, root: Path = PROJECT_ROOT) -> Path:
+    """Where the executed notebook of these exact inputs is kept (beside the fit cache)."""
+    return cache_dir().parent / "executed" / f"{path.stem}-{execution_key(path, root)}.ipynb"
+
+
+def execute_chapter(path: Path, reuse_executed: bool = False) -> ChapterResult:
+    """Run every cell in a fresh kernel from the chapter's folder, as Quarto does.
+
+    With `reuse_executed`, a chapter whose inputs are unchanged since it last ran is not executed again: the
+    offline counterpart of Quarto's `freeze`, but keyed on the package and environment too, not only the `.qmd`.
+    A page marked `reads-other-pages` in its front matter always runs.
+    """
     notebook, front_matter = read_chapter(path)
     result = ChapterResult(path, front_matter.get("title", path.stem), front_matter.get("abstract", "").strip())
     start = time.perf_counter()
+    frozen = frozen_path(path)
+    if reuse_executed and frozen.exists() and not front_matter.get("reads-other-pages", False):
+        result.notebook, result.frozen = nbformat.read(frozen, as_version=4), True
+        result.seconds = time.perf_counter() - start
+        return result
     client = NotebookClient(
         notebook, timeout=CELL_TIMEOUT, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
     )
@@ -109,6 +138,13 @@ def execute_chapter(path: Path) -> ChapterResult:
         result.error = f"{path.relative_to(PROJECT_ROOT)}: {where} failed:\n{error}"
     result.seconds = time.perf_counter() - start
     result.notebook = notebook
+    if result.error is None:
+        frozen.parent.mkdir(parents=True, exist_ok=True)
+        for stale in frozen.parent.glob(f"{path.stem}-*.ipynb"):
+            stale.unlink()
+        partial = frozen.with_suffix(".partial")
+        nbformat.write(notebook, partial)
+        partial.replace(frozen)  # atomic: a half-written notebook is never reused
     return result
 
 
@@ -229,11 +265,21 @@ def write_preview(results: list[ChapterResult], out_dir: Path = PREVIEW_DIR, roo
     return written
 
 
-def build_preview(sources: list[Path] | None = None, jobs: int = 1, out_dir: Path = PREVIEW_DIR) -> list[ChapterResult]:
-    """Execute the chapters (in `jobs` parallel kernels) and write the preview of those that ran."""
+def build_preview(
+    sources: list[Path] | None = None, jobs: int = 1, out_dir: Path = PREVIEW_DIR, reuse_executed: bool = False
+) -> list[ChapterResult]:
+    """Execute the chapters (in `jobs` parallel kernels) and write the preview of those that ran.
+
+    Pages marked `reads-other-pages` (the appendix that lists every fit) run after all the others have finished.
+    """
     sources = sources or chapter_sources()
+    summaries = [source for source in sources if read_chapter(source)[1].get("reads-other-pages", False)]
+    regular = [source for source in sources if source not in summaries]
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        results = list(pool.map(execute_chapter, sources))
+        runs = pool.map(lambda source: execute_chapter(source, reuse_executed), regular)
+        executed = dict(zip(regular, runs, strict=True))
+    executed |= {source: execute_chapter(source, reuse_executed) for source in summaries}
+    results = [executed[source] for source in sources]
     write_preview([result for result in results if result.error is None], out_dir)
     return results
 
@@ -242,13 +288,16 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["preview", "asset"])
     parser.add_argument("--jobs", type=int, default=1, help="chapters executed at once")
+    parser.add_argument(
+        "--execute-all", action="store_true", help="run every chapter, even those whose inputs have not changed"
+    )
     args = parser.parse_args(argv)
     if args.command == "asset":
         print(ensure_plotly_asset())
         return 0
-    results = build_preview(jobs=args.jobs)
+    results = build_preview(jobs=args.jobs, reuse_executed=not args.execute_all)
     for result in results:
-        status = "FAILED" if result.error else "ok"
+        status = "FAILED" if result.error else "frozen" if result.frozen else "ok"
         print(f"{status:6} {result.seconds:7.1f} s  {result.source.relative_to(PROJECT_ROOT)}")
     failures = [result.error for result in results if result.error]
     for failure in failures:
