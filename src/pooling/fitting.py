@@ -26,7 +26,9 @@ SEED = 20200624  # the day the original notebook was posted
 R_HAT_MAX = 1.01
 ESS_BULK_MIN = 400
 DEFAULT_SAMPLER = "nutpie"
-SAMPLER_SETTINGS = {"draws": 1000, "tune": 1000, "chains": 4, "target_accept": 0.8}
+# nutpie's mass-matrix adaptation settles in a few hundred steps (its own default is 300); 500 keeps a margin and
+# takes half the time of PyMC's 1000 (benchmarks/results.md). A model that needs more passes `tune` to `fit`.
+SAMPLER_SETTINGS = {"draws": 1000, "tune": 500, "chains": 4, "target_accept": 0.8}
 CACHE_FORMAT = 2  # bump when the layout of cached files changes
 LIBRARIES = ("bambi", "pymc", "pytensor", "arviz", "numpy", "pandas", "nutpie")
 
@@ -79,6 +81,7 @@ class Fit:
             "formula": self.spec.formula + (f"; {self.spec.distributional}" if self.spec.distributional else ""),
             "sampler": self.sampler,
             "chains": self.settings["chains"],
+            "tune": self.settings["tune"],
             "draws": self.settings["draws"],
             "target accept": self.settings["target_accept"],
             "r_hat max": round(self.diagnostics.r_hat_max, 3),

@@ -217,6 +217,13 @@ RADON_MODELS = {
             description="county floor slopes pulled toward the state slope (toy: y ~ 0 + x + (0 + x | site))",
         ),
         ModelSpec(
+            "radon_varying_slopes_centred",
+            "log_radon ~ 1 + floor + (1 | county) + (0 + floor | county)",
+            combined=COUNTY_FLOOR_SLOPE,
+            noncentered=False,
+            description="the same, centred",
+        ),
+        ModelSpec(
             "radon_correlated_slopes",
             "log_radon ~ 1 + floor + (1 + floor | county), correlated (PyMC, LKJ)",
             builder=correlated_varying_slopes,
