@@ -24,7 +24,7 @@ site: $(VENV)/.installed
 		QUARTO_PYTHON=$(BIN)/python quarto render; \
 	else \
 		echo "Quarto is not available here: building the offline preview into _preview/ instead."; \
-		$(BIN)/python -m pooling.build preview; \
+		$(BIN)/python -m pooling.build preview --jobs 2; \
 	fi
 
 browser:
