@@ -130,19 +130,22 @@ def partial_pooling_posterior(
     n, rss = statistics["n"].to_numpy(float), statistics["rss"].to_numpy(float)
     residual_scale = float(np.sqrt(rss.sum() / max(n.sum() - len(n), 1)))
     spread = float(np.std(slope_hat)) + residual_scale / np.sqrt(sum_xx.mean())
-    # Wide enough for heavy tails on either side of both the prior's scale and the data's.
-    ranges = [
-        (min(prior.scale, scale) * 1e-3, max(prior.scale, scale) * 1e3)
-        for prior, scale in ((sigma_prior, residual_scale), (tau_prior, spread))
-    ]
-    for _ in range(2):
-        sigma, log_sigma_weight = sigma_prior.grid(grid_points, *ranges[0])
-        tau, log_tau_weight = tau_prior.grid(grid_points, *ranges[1])
-        cell, mu_mean, mu_variance = _grid_posterior(
-            statistics, sigma, log_sigma_weight, tau, log_tau_weight, mu_prior_sd
-        )
-        ranges = [_mass_range(sigma, cell.sum(1)), _mass_range(tau, cell.sum(0))]
-
+    # First pass: wide enough for heavy tails on either side of both the prior's scale and the data's.
+    sigma_range = (min(sigma_prior.scale, residual_scale) * 1e-3, max(sigma_prior.scale, residual_scale) * 1e3)
+    tau_range = (min(tau_prior.scale, spread) * 1e-3, max(tau_prior.scale, spread) * 1e3)
+    sigma, tau, cell, _, _ = _grid_posterior(
+        statistics, sigma_prior, sigma_range, tau_prior, tau_range, grid_points, mu_prior_sd
+    )
+    # Second pass: as many points again, over only the region that holds the mass.
+    sigma, tau, cell, mu_mean, mu_variance = _grid_posterior(
+        statistics,
+        sigma_prior,
+        _mass_range(sigma, cell.sum(1)),
+        tau_prior,
+        _mass_range(tau, cell.sum(0)),
+        grid_points,
+        mu_prior_sd,
+    )
     sigma, tau = sigma[:, None, None], tau[None, :, None]  # grid axes: sigma, tau, group
     weight = shrinkage_factor(sum_xx, sigma, tau)
     mean_given = weight * slope_hat + (1 - weight) * mu_mean[..., None]
@@ -163,11 +166,14 @@ def partial_pooling_posterior(
     )
 
 
-def _grid_posterior(statistics, sigma, log_sigma_weight, tau, log_tau_weight, mu_prior_sd):
-    """Posterior mass of each (sigma, tau) cell, and the mean and variance of mu given the cell."""
+def _grid_posterior(statistics, sigma_prior, sigma_range, tau_prior, tau_range, grid_points, mu_prior_sd):
+    """The (sigma, tau) grid over the given ranges, the posterior mass of each cell, and mu's mean and variance
+    given the cell."""
     n, sum_xx = statistics["n"].to_numpy(float), statistics["sum_x_squared"].to_numpy(float)
     slope_hat, rss = statistics["slope"].to_numpy(float), statistics["rss"].to_numpy(float)
-    sigma, tau = sigma[:, None, None], tau[None, :, None]
+    sigma_values, log_sigma_weight = sigma_prior.grid(grid_points, *sigma_range)
+    tau_values, log_tau_weight = tau_prior.grid(grid_points, *tau_range)
+    sigma, tau = sigma_values[:, None, None], tau_values[None, :, None]
     variance = tau**2 + sigma**2 / sum_xx  # of slope_hat_j given mu, tau, sigma
     # Terms of the likelihood that do not involve mu.
     log_like = (-(n - 1) / 2 * np.log(2 * np.pi * sigma**2) - rss / (2 * sigma**2) - 0.5 * np.log(sum_xx)).sum(-1)
@@ -187,7 +193,7 @@ def _grid_posterior(statistics, sigma, log_sigma_weight, tau, log_tau_weight, mu
         )
     log_posterior = log_like + log_sigma_weight[:, None] + log_tau_weight[None, :]
     cell = np.exp(log_posterior - log_posterior.max())
-    return cell / cell.sum(), mu_mean, mu_variance
+    return sigma_values, tau_values, cell / cell.sum(), mu_mean, mu_variance
 
 
 def _mass_range(values, mass, tail=1e-10, margin=2):
