@@ -20,7 +20,7 @@ class ModelSpec:
     then only describes it.
     `combined` names sums of terms that are identified only together, e.g.
     `(("site slope", ("x", "x|site")),)` for `y ~ 0 + x + (0 + x | site)`: the sum is added to the
-    posterior and the diagnostics gate checks it instead of its poorly identified parts.
+    posterior, where the gate checks it as it checks its poorly identified parts.
     """
 
     name: str
@@ -51,7 +51,7 @@ class ModelSpec:
             "priors": {term: str(prior) for term, prior in sorted(self.priors.items())},
             "noncentered": self.noncentered,
             "family": self.family,
-            "combined": [[name, list(parts)] for name, parts in self.combined],  # decides what the gate checks
+            "combined": [[name, list(parts)] for name, parts in self.combined],
         }
 
 
