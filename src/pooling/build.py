@@ -21,6 +21,7 @@ from pathlib import Path
 import jupytext
 import nbformat
 import yaml
+from latex2mathml.converter import convert as tex_to_mathml
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 from nbconvert import HTMLExporter
@@ -153,10 +154,50 @@ def _page_links(markdown: str) -> str:
     return re.sub(r"\]\(([^)#\s]+)\.qmd(#[^)]*)?\)", r"](\1.html\2)", markdown)
 
 
+# TeX math as Pandoc reads it: $$…$$ for display; $…$ inline when the opening $ has a non-space on its right and
+# the closing one a non-space on its left and no digit after it (Pandoc's manual, "Math").
+TEX_MATH = re.compile(r"\$\$(?P<display>.+?)\$\$|(?<![\\$])\$(?=\S)(?P<inline>[^$\n]+?)(?<=\S)\$(?!\d)", re.DOTALL)
+CODE = re.compile(r"(```.*?```|`[^`\n]+`)", re.DOTALL)
+# A Pandoc table caption after a pipe table, with its cross-reference label: ": Caption. {#tbl-id}".
+TABLE_CAPTION = re.compile(r"^: (?P<caption>.*?)\s*\{#(?P<label>tbl-[\w-]+)\}\s*$", re.MULTILINE)
+
+
+def _mathml(markdown: str) -> str:
+    """TeX math outside code as MathML, what Quarto's `html-math-method: mathml` writes: no script, no network."""
+
+    def convert(match: re.Match) -> str:
+        display = match.group("display") is not None
+        tex = (match.group("display") if display else match.group("inline")).strip()
+        return tex_to_mathml(tex, display="block" if display else "inline")
+
+    pieces = CODE.split(markdown)  # odd pieces are code, which keeps its dollars
+    return "".join(piece if index % 2 else TEX_MATH.sub(convert, piece) for index, piece in enumerate(pieces))
+
+
+def _table_code_spans(markdown: str) -> str:
+    """Code spans in pipe-table rows as HTML, so an escaped pipe `\\|` shows as `|` (Pandoc unescapes it; mistune
+    keeps the backslash inside code)."""
+
+    def row(match: re.Match) -> str:
+        return re.sub(
+            r"`([^`\n]+)`",
+            lambda code: "<code>" + html.escape(code.group(1).replace("\\|", "|")).replace("|", "&#124;") + "</code>",
+            match.group(0),
+        )
+
+    return re.sub(r"^\|.*\|\s*$", row, markdown, flags=re.MULTILINE)
+
+
 def _preview_cells(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """Apply Quarto's cell options and figure captions so the preview shows what the site shows."""
+    """Apply Quarto's cell options, captions, cross-references and math so the preview shows what the site shows."""
     notebook = nbformat.from_dict(notebook)
     figures = {}
+
+    def number(label: str) -> str:
+        kind = "Figure" if label.startswith("fig-") else "Table"
+        figures[label] = f"{kind} {sum(1 for other in figures if other[:4] == label[:4]) + 1}"
+        return figures[label]
+
     cells = []
     for cell in notebook.cells:
         if cell.cell_type == "code":
@@ -175,20 +216,24 @@ def _preview_cells(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
             cells.append(cell)
             label = str(options.get("label", ""))
             if label.startswith(("fig-", "tbl-")):
-                kind = "Figure" if label.startswith("fig-") else "Table"
-                figures[label] = f"{kind} {sum(1 for other in figures if other[:4] == label[:4]) + 1}"
                 caption = options.get("fig-cap") or options.get("tbl-cap") or ""
                 cells.append(
-                    nbformat.v4.new_markdown_cell(f'<p id="{label}" class="caption">{figures[label]}: {caption}</p>')
+                    nbformat.v4.new_markdown_cell(f'<p id="{label}" class="caption">{number(label)}: {caption}</p>')
                 )
         elif cell.cell_type == "markdown":
             # Quarto's fenced divs (callouts) keep their text; the fences are dropped.
             cell.source = "\n".join(line for line in cell.source.splitlines() if not line.startswith(":::"))
+            cell.source = TABLE_CAPTION.sub(
+                lambda match: (
+                    f'<p id="{match["label"]}" class="caption">{number(match["label"])}: {match["caption"]}</p>'
+                ),
+                _table_code_spans(cell.source),
+            )
             cells.append(cell)
     for cell in cells:
         for output in cell.get("outputs", []):
             if "text/markdown" in output.get("data", {}):
-                output["data"]["text/markdown"] = _page_links(output["data"]["text/markdown"])
+                output["data"]["text/markdown"] = _mathml(_page_links(output["data"]["text/markdown"]))
         if cell.cell_type == "markdown":
             cell.source = _page_links(cell.source)
             cell.source = re.sub(
@@ -200,8 +245,71 @@ def _preview_cells(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
             cell.source = re.sub(
                 r"\[(-?@[\w:-]+(?:;\s*-?@[\w:-]+)*)\]", lambda m: "(" + m.group(1).replace("@", "") + ")", cell.source
             )
+            cell.source = _mathml(cell.source)
     notebook.cells = cells
     return notebook
+
+
+# Scripts that pages would fetch from third parties and that nothing in this book needs: nbconvert's MathJax (the
+# math is MathML) and require.js, and the require.js, jQuery and jQuery-as-AMD-module shim that Quarto adds to every
+# page with a text/html output (quarto-cli src/core/jupyter/widgets.ts, includesForJupyterWidgetDependencies).
+UNNEEDED_SCRIPTS = [
+    re.compile(r'<script src="(?:https?:)?//[^"]*/require(?:\.min)?\.js"[^>]*>\s*</script>\n?'),
+    re.compile(r'<script src="(?:https?:)?//[^"]*/jquery(?:[-.\d]*)(?:\.min)?\.js"[^>]*>\s*</script>\n?'),
+    re.compile(r"<script[^>]*>\s*define\(\s*'jquery'.*?</script>\n?", re.DOTALL),
+    re.compile(r"<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->\n?", re.DOTALL),
+]
+# What Jupyter widgets need require.js for; no page of this book has them.
+JUPYTER_WIDGETS = re.compile(r"embed-amd\.js|application/vnd\.jupyter\.widget-(?:state|view)\+json")
+
+
+def without_unneeded_scripts(page: str, name: str = "page") -> str:
+    """The page without the third-party scripts above; a page with Jupyter widgets, which need them, is an error."""
+    if JUPYTER_WIDGETS.search(page):
+        raise ValueError(
+            f"{name} has Jupyter widgets, which need require.js: serve require.js from the site before removing it"
+        )
+    for script in UNNEEDED_SCRIPTS:
+        page = script.sub("", page)
+    return page
+
+
+def outside_resources(page: str) -> list[str]:
+    """Addresses on other hosts that a browser would fetch for this HTML or CSS (links to follow are not fetched)."""
+    addresses = re.findall(r'<(?:script|img|iframe|audio|video|source|embed|track)\b[^>]*?\ssrc="([^"]*)"', page)
+    for tag in re.findall(r"<link\b[^>]*>", page):
+        if not re.search(r'rel="(?:canonical|alternate|author|license|me)"', tag):
+            addresses += re.findall(r'href="([^"]*)"', tag)
+    addresses += re.findall(r"@import\s+(?:url\()?[\"']?([^\"')\s;]+)", page)
+    addresses += re.findall(r"url\([\"']?((?:https?:)?//[^\"')]+)", page)
+    return sorted({address for address in addresses if re.match(r"(?:https?:)?//", address)})
+
+
+# Only the site goes into the output folder: these are the project's own working folders.
+NOT_THE_SITE = ["_preview", "_cache", "_freeze", "_screenshots", "data", "src", "tests", "benchmarks"]
+
+
+def post_render(out_dir: Path) -> list[Path]:
+    """Quarto's `post-render` step: take the unneeded third-party scripts out of every page of the rendered site.
+
+    Then check the whole site: it stops with the file and address of anything a browser would still fetch from
+    another host (a page, a stylesheet such as a theme's web-font import), and of any working folder that was
+    copied into it. Returns the pages it changed.
+    """
+    problems = [f"{out_dir / folder}: not part of the site" for folder in NOT_THE_SITE if (out_dir / folder).exists()]
+    changed = []
+    for file in sorted([*out_dir.rglob("*.html"), *out_dir.rglob("*.css")]):
+        text = file.read_text()
+        if file.suffix == ".html":
+            cleaned = without_unneeded_scripts(text, str(file))
+            if cleaned != text:
+                file.write_text(cleaned)
+                changed.append(file)
+            text = cleaned
+        problems += [f"{file}: loads {address}" for address in outside_resources(text)]
+    if problems:
+        raise RuntimeError("The site would fetch from other hosts or holds working files:\n" + "\n".join(problems))
+    return changed
 
 
 # Quarto folds the code of `code-fold: true` cells behind a "Show code" toggle; the preview does the same.
@@ -255,8 +363,7 @@ def write_preview(results: list[ChapterResult], out_dir: Path = PREVIEW_DIR, roo
             r"(<body[^>]*>)", lambda match, page=page: match.group(1) + _navigation(pages, page), body, count=1
         )
         body = body.replace("</body>", FOLD_SCRIPT + "</body>", 1)
-        # nbconvert's template loads require.js from a CDN for widgets; no page here uses it.
-        body = re.sub(r'<script src="[^"]*require(\.min)?\.js"></script>', "", body)
+        body = without_unneeded_scripts(body, page)
         target = out_dir / page
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(body)
@@ -286,7 +393,7 @@ def build_preview(
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["preview", "asset"])
+    parser.add_argument("command", choices=["preview", "asset", "post-render"])
     parser.add_argument("--jobs", type=int, default=1, help="chapters executed at once")
     parser.add_argument(
         "--execute-all", action="store_true", help="run every chapter, even those whose inputs have not changed"
@@ -294,6 +401,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.command == "asset":
         print(ensure_plotly_asset())
+        return 0
+    if args.command == "post-render":
+        # Quarto passes the output folder, relative to the project (quarto.org/docs/projects/scripts.html).
+        out_dir = PROJECT_ROOT / os.environ.get("QUARTO_PROJECT_OUTPUT_DIR", "_site")
+        changed = post_render(out_dir)
+        print(f"post-render: third-party scripts removed from {len(changed)} pages; nothing loads from other hosts")
         return 0
     results = build_preview(jobs=args.jobs, reuse_executed=not args.execute_all)
     for result in results:
