@@ -1,6 +1,9 @@
 # Two commands on a fresh machine: `make site` builds the site, `make test` runs every test.
 # Both create .venv from requirements.lock first.
 PYTHON ?= python3
+# The Quarto the book is verified with; environment.yml and .github/workflows/publish.yml name the same one
+# (tests/test_site.py keeps them in step).
+QUARTO_VERSION := 1.10.18
 VENV := .venv
 BIN := $(abspath $(VENV))/bin
 # The radon survey files are copied from a local mirror when there is one, else downloaded.
@@ -16,11 +19,15 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
-# Quarto renders the real site; where it cannot be installed, the same chapters are executed
-# and written as an offline HTML preview instead, and the command says which it did.
+# Quarto renders the real site: the pinned quarto-cli from PyPI, installed into .venv (a quarto already on the PATH
+# is used only when that install fails, with a warning if its version differs). Where neither works, the same
+# chapters are executed and written as an offline HTML preview instead, and the command says which it did.
 site: $(VENV)/.installed
-	@if command -v quarto >/dev/null 2>&1 || { $(BIN)/pip install --quiet quarto-cli >/dev/null 2>&1 && command -v quarto >/dev/null 2>&1 && quarto --version >/dev/null 2>&1; }; then \
-		echo "Rendering the site with Quarto $$(quarto --version) into _site/"; \
+	@$(BIN)/pip install --quiet --disable-pip-version-check quarto-cli==$(QUARTO_VERSION) >/dev/null 2>&1 || true
+	@if command -v quarto >/dev/null 2>&1 && quarto --version >/dev/null 2>&1; then \
+		version=$$(quarto --version); \
+		echo "Rendering the site with Quarto $$version ($$(command -v quarto)) into _site/"; \
+		[ "$$version" = "$(QUARTO_VERSION)" ] || echo "Warning: the book is verified with Quarto $(QUARTO_VERSION), not $$version."; \
 		QUARTO_PYTHON=$(BIN)/python quarto render; \
 	else \
 		echo "Quarto is not available here: building the offline preview into _preview/ instead."; \

@@ -1,12 +1,26 @@
-"""The site's metadata: one citation source, licences, and the offline plotly set-up in _quarto.yml."""
+"""The site's configuration: citation, licences, one execution per page, nothing fetched from other hosts, one
+Quarto version, a clean tree; and the preview's markup of math, tables and captions, checked without executing."""
 
 from __future__ import annotations
 
+import re
+import subprocess
 import tomllib
 
+import nbformat
+import pytest
 import yaml
+from nbconvert.filters.markdown_mistune import markdown2html_mistune
 
-from pooling.build import PROJECT_ROOT, quarto_config
+from pooling.build import (
+    PROJECT_ROOT,
+    _preview_cells,
+    outside_resources,
+    post_render,
+    quarto_config,
+    read_chapter,
+    without_unneeded_scripts,
+)
 
 
 def test_citation_cff_and_quarto_agree():
@@ -35,8 +49,175 @@ def test_licences_are_stated():
     assert "MIT" in readme and "CC BY 4.0" in readme
 
 
-def test_plotly_is_served_by_the_site():
+def test_plotly_is_served_by_the_site_and_only_from_the_project_root():
     project = quarto_config()["project"]
-    assert "assets/plotly.min.js" in project["resources"]
+    # Quarto prepends "**/" to a resource glob without a leading "/", which also matched _preview/'s copy.
+    assert project["resources"] == ["/assets/plotly.min.js"]
     assert "pooling.build asset" in project["pre-render"]
-    assert quarto_config()["project"]["type"] == "website"
+    assert project["post-render"] == "python -m pooling.build post-render"
+    assert project["type"] == "website"
+
+
+def test_each_page_is_executed_once_and_the_notebook_link_says_it_has_no_outputs():
+    """Quarto executes a page once per format; only html may execute, and the notebook link must say so."""
+    formats = quarto_config()["format"]
+    executing = [name for name, options in formats.items() if (options or {}).get("execute", {}).get("enabled", True)]
+    assert executing == ["html"]
+    links = formats["html"]["format-links"]
+    assert [link["format"] for link in links] == ["ipynb"]
+    assert "code only" in links[0]["text"]
+
+
+def test_math_and_fonts_need_no_network():
+    html = quarto_config()["format"]["html"]
+    assert html["html-math-method"] == "mathml"
+    for mode in ("light", "dark"):
+        assert html["theme"][mode][1] == "offline-fonts.scss"
+    defaults = (PROJECT_ROOT / "offline-fonts.scss").read_text().split("/*-- scss:rules --*/")[0]
+    assert "/*-- scss:defaults --*/" in defaults
+    assert re.search(r"^\$web-font-path:\s*false;", defaults, re.MULTILINE)
+
+
+def test_one_quarto_version_everywhere():
+    makefile = (PROJECT_ROOT / "Makefile").read_text()
+    (version,) = re.findall(r"^QUARTO_VERSION := (\S+)$", makefile, re.MULTILINE)
+    assert version == "1.10.18"
+    assert "quarto-cli==$(QUARTO_VERSION)" in makefile
+    assert "quarto --version" in makefile  # the render says which Quarto it used
+    conda = yaml.safe_load((PROJECT_ROOT / "environment.yml").read_text())["dependencies"]
+    assert [entry for entry in conda if isinstance(entry, str) and entry.startswith("quarto")] == [f"quarto={version}"]
+    workflow = yaml.safe_load((PROJECT_ROOT / ".github" / "workflows" / "publish.yml").read_text())
+    setups = [step for step in workflow["jobs"]["publish"]["steps"] if "quarto-actions/setup" in step.get("uses", "")]
+    assert [str(step["with"]["version"]) for step in setups] == [version]
+
+
+def test_gitignore_holds_quartos_entries_and_every_build_output():
+    """`quarto render` appends "/.quarto/" and "**/*.quarto_ipynb" unless those exact (trimmed) lines are there."""
+    lines = [line.strip() for line in (PROJECT_ROOT / ".gitignore").read_text().splitlines()]
+    assert "/.quarto/" in lines and "**/*.quarto_ipynb" in lines
+    written = [
+        ".quarto/xref/index.json",
+        "chapters/01-two-site-data.quarto_ipynb",
+        "_site/index.html",
+        "_preview/index.html",
+        "_cache/fits/entry",
+        "_screenshots/index.png",
+        "assets/plotly.min.js",
+        "data/raw/srrs2.dat",
+    ]
+    ignored = subprocess.run(
+        ["git", "check-ignore", "--no-index", *written], cwd=PROJECT_ROOT, capture_output=True, text=True
+    ).stdout.split()
+    assert ignored == written
+
+
+# The tags Quarto 1.10 writes into a page's head for any text/html output (src/core/jupyter/widgets.ts).
+CDN = "https://cdnjs.cloudflare.com/ajax/libs"
+QUARTO_WIDGET_HEAD = (
+    f'<script src="{CDN}/require.js/2.3.6/require.min.js" integrity="sha512-x" crossorigin="anonymous"></script>\n'
+    f'<script src="{CDN}/jquery/3.5.1/jquery.min.js" integrity="sha512-y" crossorigin="anonymous"'
+    ' data-relocate-top="true"></script>\n'
+    '<script type="application/javascript" data-relocate-top="true">'
+    "define('jquery', [],function() {return window.jQuery;})</script>\n"
+)
+
+
+def page(head: str, body: str = "<p>text</p>") -> str:
+    own = '<script src="../site_libs/quarto-nav/quarto-nav.js"></script>'
+    return f"<html><head>{own}{head}</head><body>{body}</body></html>"
+
+
+def test_post_render_removes_quartos_cdn_scripts_and_keeps_the_sites_own(tmp_path):
+    (tmp_path / "chapters").mkdir()
+    chapter = tmp_path / "chapters" / "a.html"
+    chapter.write_text(page(QUARTO_WIDGET_HEAD, '<a href="https://example.org/">a link is not a load</a>'))
+    (tmp_path / "index.html").write_text(page(""))
+    assert post_render(tmp_path) == [chapter]
+    cleaned = chapter.read_text()
+    assert "require" not in cleaned and "jquery" not in cleaned.lower()
+    assert "../site_libs/quarto-nav/quarto-nav.js" in cleaned and "https://example.org/" in cleaned
+    assert post_render(tmp_path) == []  # idempotent: a re-render's post-render step changes nothing
+
+
+@pytest.mark.parametrize(
+    "name, text, address",
+    [
+        (
+            "a.html",
+            page('<script src="https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js"></script>'),
+            "mathjax",
+        ),
+        ("a.html", page('<link href="https://fonts.googleapis.com/css2?family=Lato" rel="stylesheet">'), "fonts"),
+        (
+            "site_libs/bootstrap/bootstrap.min.css",
+            '@import url("https://fonts.googleapis.com/css2?family=Lato");',
+            "fonts",
+        ),
+    ],
+)
+def test_post_render_stops_on_anything_fetched_from_another_host(tmp_path, name, text, address):
+    target = tmp_path / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text)
+    with pytest.raises(RuntimeError, match=rf"{re.escape(str(target))}: loads \S*{address}"):
+        post_render(tmp_path)
+
+
+def test_post_render_stops_on_working_folders_in_the_site(tmp_path):
+    (tmp_path / "_preview" / "assets").mkdir(parents=True)
+    with pytest.raises(RuntimeError, match="_preview: not part of the site"):
+        post_render(tmp_path)
+
+
+def test_pages_with_jupyter_widgets_keep_require_js_and_say_why():
+    widget = page(
+        QUARTO_WIDGET_HEAD
+        + '<script src="https://unpkg.com/@jupyter-widgets/html-manager@*/dist/embed-amd.js"></script>'
+    )
+    with pytest.raises(ValueError, match="chapters/w.html has Jupyter widgets"):
+        without_unneeded_scripts(widget, "chapters/w.html")
+
+
+def test_outside_resources_finds_loads_not_links():
+    text = page(
+        '<link rel="canonical" href="https://book.example/">'
+        '<script src="//cdn.example/x.js"></script><img src="https://img.example/a.png"><img src="figure.png">',
+        '<a href="https://example.org/">link</a>',
+    )
+    assert outside_resources(text) == ["//cdn.example/x.js", "https://img.example/a.png"]
+
+
+def preview_markdown(chapter: str) -> str:
+    """The preview's HTML of a chapter's prose (markdown cells), without executing it."""
+    notebook, _ = read_chapter(PROJECT_ROOT / "chapters" / chapter)
+    cells = _preview_cells(notebook).cells
+    return "\n".join(markdown2html_mistune(cell.source) for cell in cells if cell.cell_type == "markdown")
+
+
+def test_preview_formula_table_shows_pipes_without_backslashes_and_a_numbered_caption():
+    text = preview_markdown("07-pooling-on-radon.qmd")
+    assert "<code>log_radon ~ 1 + (1 | county) + (0 + floor | county)</code>" in text
+    assert "\\|" not in text and "{#tbl-" not in text
+    assert '<p id="tbl-formula-map" class="caption">Table 1: How each toy formula reads on the radon data.</p>' in text
+
+
+def test_preview_numbers_markdown_tables_with_code_tables_in_page_order():
+    notebook = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell("#| label: tbl-first\n#| tbl-cap: From code.\nframe"),
+            nbformat.v4.new_markdown_cell("| a |\n| --- |\n| `x \\| g` |\n\n: From prose. {#tbl-second}"),
+            nbformat.v4.new_markdown_cell("As @tbl-second shows, after @tbl-first."),
+        ]
+    )
+    cells = _preview_cells(notebook).cells
+    assert '<p id="tbl-second" class="caption">Table 2: From prose.</p>' in cells[2].source
+    assert cells[3].source == "As [Table 2](#tbl-second) shows, after [Table 1](#tbl-first)."
+
+
+@pytest.mark.parametrize("chapter", ["01-two-site-data.qmd", "04-partial-pooling.qmd"])
+def test_preview_math_is_mathml_with_no_tex_left(chapter):
+    text = preview_markdown(chapter)
+    assert text.count('<math xmlns="http://www.w3.org/1998/Math/MathML" display="block">') >= 1
+    assert text.count('display="inline"') >= 5
+    prose = re.sub(r"<code>.*?</code>|<pre>.*?</pre>", "", text, flags=re.DOTALL)
+    assert "$" not in prose and "\\(" not in prose and "\\beta" not in prose
