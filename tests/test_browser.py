@@ -1,4 +1,5 @@
-"""The offline preview opened in headless Chromium: every page loads, draws its figures and stays on this machine."""
+"""The offline preview opened in headless Chromium: every page loads, draws its figures and its math, and asks
+nothing of any host but 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -10,18 +11,28 @@ from urllib.parse import urljoin, urlparse
 
 import pytest
 
-from pooling.build import PREVIEW_DIR, PROJECT_ROOT, chapter_sources
+from pooling.build import CODE, PREVIEW_DIR, PROJECT_ROOT, TEX_MATH, chapter_sources
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 playwright = pytest.importorskip("playwright.sync_api")
 
 PAGES = [str(path.relative_to(PROJECT_ROOT).with_suffix(".html")) for path in chapter_sources()]
-# The only request allowed to leave 127.0.0.1: the math typesetting library (MathJax) from its usual CDN.
-MATH_HOSTS = {"cdn.jsdelivr.net", "cdnjs.cloudflare.com"}
-
-
-def is_math_library(url: str) -> bool:
-    return urlparse(url).hostname in MATH_HOSTS and "mathjax" in url.lower()
+# Pages whose prose has TeX math ($…$ or $$…$$ outside code) in their source.
+PAGES_WITH_MATH = {
+    str(path.relative_to(PROJECT_ROOT).with_suffix(".html"))
+    for path in chapter_sources()
+    if any(TEX_MATH.search(piece) for piece in CODE.split(path.read_text())[::2])
+}
+# Every <math> element laid out by the browser's MathML engine, and what TeX is left as plain text outside code.
+MATH_PROBE = r"""() => {
+  const maths = Array.from(document.querySelectorAll("math"));
+  const laidOut = m => getComputedStyle(m).display.includes("math") && m.getBoundingClientRect().width > 0;
+  const rendered = maths.filter(laidOut);
+  const prose = document.body.cloneNode(true);
+  prose.querySelectorAll("pre, code, script, style, math").forEach(element => element.remove());
+  const tex = prose.textContent.match(/\\[()\[\]]|\$\$|\$\\[A-Za-z]|\\(?:beta|mu|tau|sigma|sim|mathcal|frac)\b/g) || [];
+  return {count: maths.length, rendered: rendered.length, tex: tex};
+}"""
 
 
 SCREENSHOTS = PROJECT_ROOT / "_screenshots"
@@ -62,19 +73,16 @@ def open_page(browser, url, viewport=None):
     """Open `url` with every request outside 127.0.0.1 blocked and recorded, and every console error kept."""
     context = browser.new_context(viewport=viewport or {"width": 1280, "height": 900})
     page = context.new_page()
-    record = {"errors": [], "outside": [], "math": []}
+    record = {"errors": [], "outside": []}
 
     def route(request_route):
-        host = urlparse(request_route.request.url).hostname
-        if host == "127.0.0.1":
+        if urlparse(request_route.request.url).hostname == "127.0.0.1":
             return request_route.continue_()
-        record["math" if is_math_library(request_route.request.url) else "outside"].append(request_route.request.url)
+        record["outside"].append(request_route.request.url)  # no exceptions: the page must not ask
         return request_route.abort()
 
     def console(message):
-        location = message.location.get("url", "")
-        blocked_math = is_math_library(location)  # blocked to keep the test offline; allowed on the real site
-        if message.type == "error" and not blocked_math and not location.endswith("favicon.ico"):
+        if message.type == "error" and not message.location.get("url", "").endswith("favicon.ico"):
             record["errors"].append(message.text)
 
     page.route("**/*", route)
@@ -101,6 +109,11 @@ def test_page_loads_draws_its_figures_and_stays_offline(browser, site, page_path
             assert drawn, f"{page_path}: figure {index + 1} has no drawn content"
         assert record["errors"] == [], f"{page_path}: console errors {record['errors']}"
         assert record["outside"] == [], f"{page_path}: requests left 127.0.0.1: {record['outside']}"
+        math = page.evaluate(MATH_PROBE)
+        assert math["tex"] == [], f"{page_path}: TeX shown as text: {math['tex']}"
+        assert math["rendered"] == math["count"], f"{page_path}: {math['count'] - math['rendered']} equations not drawn"
+        if page_path in PAGES_WITH_MATH:
+            assert math["count"] >= 1, f"{page_path}: its source has math, the page has no <math> element"
         html = page.content()
         loads = html.count("plotly.min.js")
         assert loads == 1 if figures.count() else loads <= 1, f"{page_path}: plotly.js must be loaded once, by the page"
