@@ -139,6 +139,14 @@ def test_post_render_removes_quartos_cdn_scripts_and_keeps_the_sites_own(tmp_pat
     assert post_render(tmp_path) == []  # idempotent: a re-render's post-render step changes nothing
 
 
+def test_post_render_does_not_depend_on_attribute_order():
+    reordered = page(
+        f'<script crossorigin="anonymous" src="{CDN}/jquery/3.5.1/jquery.min.js"></script>'
+        f'<script defer src="{CDN}/require.js/2.3.6/require.js"></script>'
+    )
+    assert outside_resources(without_unneeded_scripts(reordered)) == []
+
+
 @pytest.mark.parametrize(
     "name, text, address",
     [

@@ -254,8 +254,8 @@ def _preview_cells(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
 # math is MathML) and require.js, and the require.js, jQuery and jQuery-as-AMD-module shim that Quarto adds to every
 # page with a text/html output (quarto-cli src/core/jupyter/widgets.ts, includesForJupyterWidgetDependencies).
 UNNEEDED_SCRIPTS = [
-    re.compile(r'<script src="(?:https?:)?//[^"]*/require(?:\.min)?\.js"[^>]*>\s*</script>\n?'),
-    re.compile(r'<script src="(?:https?:)?//[^"]*/jquery(?:[-.\d]*)(?:\.min)?\.js"[^>]*>\s*</script>\n?'),
+    re.compile(r'<script\b[^>]*\ssrc="(?:https?:)?//[^"]*/require(?:\.min)?\.js"[^>]*>\s*</script>\n?'),
+    re.compile(r'<script\b[^>]*\ssrc="(?:https?:)?//[^"]*/jquery[-.\d]*(?:\.min)?\.js"[^>]*>\s*</script>\n?'),
     re.compile(r"<script[^>]*>\s*define\(\s*'jquery'.*?</script>\n?", re.DOTALL),
     re.compile(r"<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->\n?", re.DOTALL),
 ]
