@@ -157,7 +157,7 @@ def _page_links(markdown: str) -> str:
 # TeX math as Pandoc reads it: $$…$$ for display; $…$ inline when the opening $ has a non-space on its right and
 # the closing one a non-space on its left and no digit after it (Pandoc's manual, "Math").
 TEX_MATH = re.compile(r"\$\$(?P<display>.+?)\$\$|(?<![\\$])\$(?=\S)(?P<inline>[^$\n]+?)(?<=\S)\$(?!\d)", re.DOTALL)
-CODE = re.compile(r"(```.*?```|`[^`\n]+`)", re.DOTALL)
+CODE = re.compile(r"(```.*?```|`[^`\n]+`|<code>.*?</code>)", re.DOTALL)
 # A Pandoc table caption after a pipe table, with its cross-reference label: ": Caption. {#tbl-id}".
 TABLE_CAPTION = re.compile(r"^: (?P<caption>.*?)\s*\{#(?P<label>tbl-[\w-]+)\}\s*$", re.MULTILINE)
 
@@ -170,7 +170,7 @@ def _mathml(markdown: str) -> str:
         tex = (match.group("display") if display else match.group("inline")).strip()
         return tex_to_mathml(tex, display="block" if display else "inline")
 
-    pieces = CODE.split(markdown)  # odd pieces are code, which keeps its dollars
+    pieces = CODE.split(markdown)  # odd pieces are code (Markdown or HTML), which keeps its dollars
     return "".join(piece if index % 2 else TEX_MATH.sub(convert, piece) for index, piece in enumerate(pieces))
 
 
