@@ -405,7 +405,11 @@ def main(argv=None) -> int:
     if args.command == "post-render":
         # Quarto passes the output folder, relative to the project (quarto.org/docs/projects/scripts.html).
         out_dir = PROJECT_ROOT / os.environ.get("QUARTO_PROJECT_OUTPUT_DIR", "_site")
-        changed = post_render(out_dir)
+        try:
+            changed = post_render(out_dir)
+        except (RuntimeError, ValueError) as problem:
+            print(f"post-render: {problem}", file=sys.stderr)
+            return 1
         print(f"post-render: third-party scripts removed from {len(changed)} pages; nothing loads from other hosts")
         return 0
     results = build_preview(jobs=args.jobs, reuse_executed=not args.execute_all)
