@@ -9,6 +9,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
+from pooling.fitting import central_quantiles
+
 PALETTE = qualitative.Safe
 
 
@@ -63,7 +65,7 @@ def sites_scatter(data: pd.DataFrame, fitted_lines: dict[str, dict[str, float]] 
 def predictive_bands(data: pd.DataFrame, predictive: np.ndarray, title: str, group: str = "site") -> go.Figure:
     """Observed points over the 94% central posterior predictive interval of each group (`predictive`: draws x rows)."""
     figure = go.Figure()
-    low, high = np.quantile(predictive, [0.03, 0.97], axis=0)
+    low, high = np.quantile(predictive, central_quantiles(), axis=0)
     middle = predictive.mean(axis=0)
     for index, (site, rows) in enumerate(data.reset_index(drop=True).groupby(group, observed=True)):
         color = color_of(index)
