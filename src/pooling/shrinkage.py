@@ -314,6 +314,38 @@ def exact_priors(model, slope: str = "x", group: str = "site") -> tuple[ScalePri
     return tau_prior, _scale_prior_of(model.components["sigma"].prior, "sigma"), mu_prior_sd
 
 
+def exact_vs_mcmc(result, data: pd.DataFrame, slope_variable: str, priors=None) -> pd.DataFrame:
+    """Posterior mean of each site's slope and of tau, exact (quadrature) against MCMC, in Monte Carlo units.
+
+    `result` is a `pooling.fitting.Fit` of `y ~ 0 + [x +] (0 + x | site)` on `data`; `slope_variable` names its
+    site slopes ("site_slope", or "x|site" without a common slope); `priors` default to `exact_priors(result.model)`.
+    One row per quantity: exact, MCMC, MCSE of the MCMC mean, and (MCMC - exact) / MCSE. A fixed tau has no row.
+    """
+    priors = priors if priors is not None else exact_priors(result.model)
+    exact = partial_pooling_posterior(data, *priors)
+    tau_variable = "x|site_sigma"
+    summary = result.summary([slope_variable, tau_variable])
+    quantities = [
+        (f"slope, {group}", mean, f"{slope_variable}[{group}]")
+        for group, mean in zip(exact.groups, exact.mean, strict=True)
+    ]
+    if priors[0].kind != "fixed":
+        quantities.append(("tau", exact.tau_summary()["mean"], tau_variable))
+    rows = []
+    for quantity, exact_mean, variable in quantities:
+        mcmc_mean, mcse = summary.loc[variable, ["mean", "mcse_mean"]]
+        rows.append(
+            {
+                "quantity": quantity,
+                "exact": exact_mean,
+                "MCMC": mcmc_mean,
+                "MCSE": mcse,
+                "difference / MCSE": (mcmc_mean - exact_mean) / mcse,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def pooling_rmse(data: pd.DataFrame, partial_means: dict[str, np.ndarray]) -> dict[str, float]:
     """Root-mean-square error against the true slopes (column `true_slope`) of no pooling (each group's
     least-squares slope), complete pooling (the pooled least-squares slope) and each partially pooled estimate
