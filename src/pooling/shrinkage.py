@@ -399,6 +399,29 @@ def explorer_data(
     return simulate_sites(slopes, points_per_site, EXPLORER_X_SD, noise_sd, seed=seed)
 
 
+def many_sites_data(seed: int, sizes=(2, 100), number_of_sites: int = 40, mean: float = -1.5, sd: float = 1.0):
+    """Chapter 5's many sites of unequal size: `number_of_sites` sites with log-evenly spaced sizes between
+    `sizes`, true slopes drawn from N(mean, sd^2), x sd 0.5 and noise sd 1. Each site's name gives its size.
+    The same seed gives the same data; different seeds give independent replicates."""
+    from pooling.data import simulate_sites
+
+    counts = np.geomspace(*sizes, number_of_sites).round().astype(int)
+    true_slopes = np.random.default_rng(seed).normal(mean, sd, number_of_sites)
+    data = pd.concat(
+        simulate_sites(
+            [slope],
+            int(count),
+            EXPLORER_X_SD,
+            1.0,
+            seed=1000 * seed + index,
+            site_names=[f"site {index + 1} ({count} points)"],
+        )
+        for index, (slope, count) in enumerate(zip(true_slopes, counts, strict=True))
+    )
+    data["site"] = pd.Categorical(data["site"], categories=data["site"].unique())
+    return data.reset_index(drop=True)
+
+
 def explorer_setting(points_per_site, noise_sd, number_of_sites, spread, tau_prior: str) -> dict:
     """Pooled, unpooled and both partially pooled estimates (mean, 94% central interval, weight) for one setting,
     and the RMSE of each against the true slopes."""
