@@ -20,6 +20,7 @@ from pooling.shrinkage import (
     explorer_data,
     explorer_setting,
     least_squares_slopes,
+    many_sites_data,
     partial_pooling_posterior,
     pooling_rmse,
     scale_summary,
@@ -158,6 +159,16 @@ def test_exact_priors_read_every_hierarchical_model_of_part_one():
 def test_exact_priors_refuse_a_model_the_engine_cannot_express():
     with pytest.raises(ValueError, match="has terms"):
         exact_priors(TOY_MODELS["toy_pooled"].build(two_sites()))
+
+
+def test_many_sites_data_is_the_stated_design_and_reproducible():
+    data = many_sites_data(seed=11)
+    sizes = data.groupby("site", observed=True).size()
+    assert len(sizes) == 40 and sizes.min() == 2 and sizes.max() == 100 and sizes.is_monotonic_increasing
+    assert all(name.endswith(f"({size} points)") for name, size in sizes.items())
+    assert data.equals(many_sites_data(seed=11)) and not data.equals(many_sites_data(seed=12))
+    true_slopes = data.groupby("site", observed=True)["true_slope"].first()
+    np.testing.assert_allclose(true_slopes, np.random.default_rng(11).normal(-1.5, 1.0, 40))
 
 
 def test_rmse_of_the_tau_limits_is_that_of_complete_and_no_pooling():
