@@ -92,8 +92,9 @@ class Fit:
             "3%": lambda values: np.quantile(values, low),
             "97%": lambda values: np.quantile(values, high),
         }
+        # round_to="none": ArviZ reads round_to=None as "3 decimals", which would round MCSEs to 0.003.
         table = az.summary(
-            self.idata, var_names=var_names, kind="diagnostics", stat_funcs=statistics, extend=True, round_to=None
+            self.idata, var_names=var_names, kind="diagnostics", stat_funcs=statistics, extend=True, round_to="none"
         )
         return table[[*statistics, "mcse_mean", "mcse_sd", "ess_bulk", "ess_tail", "r_hat"]]
 

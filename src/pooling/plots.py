@@ -9,6 +9,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
+from pooling.fitting import central_quantiles
+
 PALETTE = qualitative.Safe
 
 
@@ -61,9 +63,9 @@ def sites_scatter(data: pd.DataFrame, fitted_lines: dict[str, dict[str, float]] 
 
 
 def predictive_bands(data: pd.DataFrame, predictive: np.ndarray, title: str, group: str = "site") -> go.Figure:
-    """Observed points over the 94% posterior predictive band of each group (`predictive`: draws x rows)."""
+    """Observed points over the 94% central posterior predictive interval of each group (`predictive`: draws x rows)."""
     figure = go.Figure()
-    low, high = np.quantile(predictive, [0.03, 0.97], axis=0)
+    low, high = np.quantile(predictive, central_quantiles(), axis=0)
     middle = predictive.mean(axis=0)
     for index, (site, rows) in enumerate(data.reset_index(drop=True).groupby(group, observed=True)):
         color = color_of(index)
@@ -76,7 +78,7 @@ def predictive_bands(data: pd.DataFrame, predictive: np.ndarray, title: str, gro
             fillcolor=color,
             opacity=0.25,
             line={"width": 0},
-            name=f"{site}: 94% predictive band",
+            name=f"{site}: 94% central predictive interval",
             legendgroup=str(site),
             hoverinfo="skip",
         )
@@ -125,7 +127,7 @@ def posterior_densities(draws: dict[str, np.ndarray], title: str, x_title: str) 
 
 
 def interval_plot(rows: pd.DataFrame, title: str, x_title: str, truth: dict[str, float] | None = None) -> go.Figure:
-    """Posterior means with 94% intervals, one row per (estimate, group): columns
+    """Posterior means with 94% central intervals, one row per (estimate, group): columns
     `estimate`, `group`, `mean`, `low`, `high`; optional true values per group as vertical lines."""
     figure = go.Figure()
     for index, (estimate, part) in enumerate(rows.groupby("estimate", sort=False)):
@@ -142,7 +144,7 @@ def interval_plot(rows: pd.DataFrame, title: str, x_title: str, truth: dict[str,
                 "arrayminus": part["mean"] - part["low"],
             },
             customdata=part[["low", "high"]].to_numpy(),
-            hovertemplate=f"{estimate}<br>%{{y}}<br>mean %{{x:.2f}}<br>94%: %{{customdata[0]:.2f}} to "
+            hovertemplate=f"{estimate}<br>%{{y}}<br>mean %{{x:.2f}}<br>94% central interval: %{{customdata[0]:.2f}} to "
             "%{customdata[1]:.2f}<extra></extra>",
         )
     for group, value in (truth or {}).items():
@@ -210,13 +212,17 @@ def _explorer_frame(setting: dict) -> dict:
         data["error_x.arrayminus"].append(np.round(minus, 3).tolist())
         data["text"].append(text)
     common, zero = setting["toward common slope"], setting["toward zero"]
+    rmse = setting["rmse"]
     layout = {
         "yaxis.tickvals": list(range(count)),
         "yaxis.ticktext": sites,
         "yaxis.range": [count - 0.5, -0.5],
         "title.text": (
             f"Mean weight on each site's own data: {common.weight.mean():.2f} toward the common slope, "
-            f"{zero.weight.mean():.2f} toward zero"
+            f"{zero.weight.mean():.2f} toward zero<br>"
+            f"Error against the true slopes (RMSE): no pooling {rmse['no pooling']:.2f}, "
+            f"complete {rmse['complete pooling']:.2f}, partial toward the common slope "
+            f"{rmse['toward common slope']:.2f}, toward zero {rmse['toward zero']:.2f}"
         ),
     }
     return {"data": data, "layout": layout}
@@ -243,7 +249,7 @@ def pooling_explorer(grid: dict[tuple, dict], dials: dict) -> str:
                 "thickness": 1.5,
             },
             text=first["data"]["text"][index],
-            hovertemplate=f"{label}<br>slope %{{x:.2f}}<br>%{{text}}<extra></extra>",
+            hovertemplate=f"{label}<br>slope %{{x:.2f}} (bar: 94% central interval)<br>%{{text}}<extra></extra>",
         )
     sliders = []
     for number, (dial, values) in enumerate(dials.items()):
@@ -262,7 +268,7 @@ def pooling_explorer(grid: dict[tuple, dict], dials: dict) -> str:
         sliders=sliders,
         meta={"frames": frames},
         height=560 + 105 * len(dials),
-        xaxis_title="slope of y on x (mean and 94% interval)",
+        xaxis_title="slope of y on x (mean and 94% central interval)",
         yaxis={
             "tickvals": first["layout"]["yaxis.tickvals"],
             "ticktext": first["layout"]["yaxis.ticktext"],

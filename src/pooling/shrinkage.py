@@ -96,6 +96,53 @@ class PartialPoolingPosterior:
     tau_grid: np.ndarray
     tau_density: np.ndarray  # posterior of tau on its grid (sums to 1)
     mu_mean: float
+    sigma_grid: np.ndarray
+    sigma_density: np.ndarray  # posterior of sigma on its grid (sums to 1)
+
+    def tau_summary(self, probability: float = 0.94) -> dict[str, float]:
+        """Exact posterior mean, median and central interval of tau (see `scale_summary`)."""
+        return scale_summary(self.tau_grid, self.tau_density, probability)
+
+    def sigma_summary(self, probability: float = 0.94) -> dict[str, float]:
+        """Exact posterior mean, median and central interval of the noise sd sigma."""
+        return scale_summary(self.sigma_grid, self.sigma_density, probability)
+
+    def tau_probability_below(self, value: float) -> float:
+        """Exact posterior probability that tau < value (the CDF interpolated between grid cells)."""
+        return float(_grid_cdf(self.tau_grid, self.tau_density, value))
+
+
+def _cdf_knots(grid, mass):
+    """Knots of the CDF of a scale whose posterior mass sits on a log-spaced grid: each cell's mass is spread
+    evenly in log(scale) between the midpoints to its neighbours, so the CDF is piecewise linear in log(scale)
+    and its quantiles are not limited to grid points (whose steps are several per cent wide)."""
+    log_grid = np.log(np.asarray(grid, float))
+    step = log_grid[1] - log_grid[0]
+    edges = np.concatenate([[log_grid[0] - step / 2], log_grid + step / 2])
+    return edges, np.concatenate([[0.0], np.cumsum(mass)])
+
+
+def _grid_cdf(grid, mass, values):
+    """P(scale < values) from the posterior mass on the grid; a fixed scale (one grid point) is a step."""
+    if len(grid) == 1:
+        return np.where(np.asarray(values) < grid[0], 0.0, 1.0)
+    edges, cumulative = _cdf_knots(grid, mass)
+    return np.interp(np.log(values), edges, cumulative)
+
+
+def scale_summary(grid, mass, probability: float = 0.94) -> dict[str, float]:
+    """Mean, median and central interval of a positive scale from its posterior mass on a log-spaced grid.
+
+    The mean is the quadrature sum; the quantiles invert the interpolated CDF of `_cdf_knots`.
+    """
+    grid, mass = np.asarray(grid, float), np.asarray(mass, float)
+    if len(grid) == 1:
+        value = float(grid[0])
+        return {"mean": value, "median": value, "low": value, "high": value}
+    edges, cumulative = _cdf_knots(grid, mass)
+    tail = (1 - probability) / 2
+    low, median, high = np.exp(np.interp([tail, 0.5, 1 - tail], cumulative, edges))
+    return {"mean": float(grid @ mass), "median": float(median), "low": float(low), "high": float(high)}
 
 
 def sufficient_statistics(data: pd.DataFrame, x: str = "x", y: str = "y", group: str = "site") -> pd.DataFrame:
@@ -163,6 +210,8 @@ def partial_pooling_posterior(
         tau_grid=tau.ravel(),
         tau_density=cell.sum(0),
         mu_mean=float((cell * mu_mean).sum()),
+        sigma_grid=sigma.ravel(),
+        sigma_density=cell.sum(1),
     )
 
 
@@ -223,6 +272,98 @@ def _mixture_interval(cell, means, sds, probability, mass_kept=1 - 1e-7):
     return np.array(low), np.array(high)
 
 
+def _scale_prior_of(prior, where: str) -> ScalePrior:
+    """The engine's version of a Bambi prior on a positive scale."""
+    args = prior.args
+    if prior.name == "HalfNormal":
+        return ScalePrior("halfnormal", float(args["sigma"]))
+    if prior.name == "HalfCauchy":
+        return ScalePrior("halfcauchy", float(args["beta"]))
+    if prior.name == "HalfStudentT":
+        return ScalePrior("halfstudentt", float(args["sigma"]), nu=float(args["nu"]))
+    if prior.name == "Uniform" and (args["upper"] - args["lower"]) < 0.01 * args["upper"]:
+        # How the book fixes a scale in Bambi (models.FIXED_GROUP_SD): a uniform this narrow is its midpoint to
+        # well within Monte Carlo error.
+        return ScalePrior("fixed", (args["lower"] + args["upper"]) / 2)
+    raise ValueError(f"the exact engine has no {prior} prior (on {where}); use HalfNormal, HalfCauchy or HalfStudentT")
+
+
+def exact_priors(model, slope: str = "x", group: str = "site") -> tuple[ScalePrior, ScalePrior, float | None]:
+    """The priors of a Bambi slope model `y ~ 0 + [x +] (0 + x | site)`, as `partial_pooling_posterior` takes them.
+
+    Returns (tau prior, sigma prior, sd of mu's Normal(0, sd) prior, or None when the formula has no common slope
+    and mu is fixed at 0), so every hierarchical model of Part I can be checked against the exact engine.
+    """
+    terms = model.components["mu"].terms
+    group_term = f"{slope}|{group}"
+    unexpected = set(terms) - {slope, group_term}
+    if group_term not in terms or unexpected:
+        raise ValueError(
+            f"the exact engine handles y ~ 0 + [{slope} +] (0 + {slope} | {group}); this model has terms {list(terms)}"
+        )
+    deviation = terms[group_term].prior
+    if deviation.name != "Normal" or deviation.args["mu"] != 0:
+        raise ValueError(f"{group_term} must have a Normal(0, tau) prior, got {deviation}")
+    mu_prior_sd = None
+    if slope in terms:
+        common = terms[slope].prior
+        if common.name != "Normal" or common.args["mu"] != 0:
+            raise ValueError(f"the common slope {slope} must have a Normal(0, sd) prior, got {common}")
+        mu_prior_sd = float(common.args["sigma"])
+    tau_prior = _scale_prior_of(deviation.args["sigma"], f"the sd of {group_term}")
+    return tau_prior, _scale_prior_of(model.components["sigma"].prior, "sigma"), mu_prior_sd
+
+
+def exact_vs_mcmc(result, data: pd.DataFrame, slope_variable: str, priors=None) -> pd.DataFrame:
+    """Posterior mean of each site's slope and of tau, exact (quadrature) against MCMC, in Monte Carlo units.
+
+    `result` is a `pooling.fitting.Fit` of `y ~ 0 + [x +] (0 + x | site)` on `data`; `slope_variable` names its
+    site slopes ("site_slope", or "x|site" without a common slope); `priors` default to `exact_priors(result.model)`.
+    One row per quantity: exact, MCMC, MCSE of the MCMC mean, and (MCMC - exact) / MCSE. A fixed tau has no row.
+    """
+    priors = priors if priors is not None else exact_priors(result.model)
+    exact = partial_pooling_posterior(data, *priors)
+    tau_variable = "x|site_sigma"
+    summary = result.summary([slope_variable, tau_variable])
+    quantities = [
+        (f"slope, {group}", mean, f"{slope_variable}[{group}]")
+        for group, mean in zip(exact.groups, exact.mean, strict=True)
+    ]
+    if priors[0].kind != "fixed":
+        quantities.append(("tau", exact.tau_summary()["mean"], tau_variable))
+    rows = []
+    for quantity, exact_mean, variable in quantities:
+        mcmc_mean, mcse = summary.loc[variable, ["mean", "mcse_mean"]]
+        rows.append(
+            {
+                "quantity": quantity,
+                "exact": exact_mean,
+                "MCMC": mcmc_mean,
+                "MCSE": mcse,
+                "difference / MCSE": (mcmc_mean - exact_mean) / mcse,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def pooling_rmse(data: pd.DataFrame, partial_means: dict[str, np.ndarray]) -> dict[str, float]:
+    """Root-mean-square error against the true slopes (column `true_slope`) of no pooling (each group's
+    least-squares slope), complete pooling (the pooled least-squares slope) and each partially pooled estimate
+    in `partial_means` ({label: one mean per group, in the order of the data's groups})."""
+    least_squares = least_squares_slopes(data)
+    groups = least_squares.index.drop("pooled")
+    truth = data.groupby("site", observed=True)["true_slope"].first().to_numpy()
+
+    def rmse(estimates):
+        return float(np.sqrt(np.mean((np.asarray(estimates, float) - truth) ** 2)))
+
+    return {
+        "no pooling": rmse(least_squares.loc[groups, "slope"]),
+        "complete pooling": rmse(np.full(len(groups), least_squares.loc["pooled", "slope"])),
+        **{label: rmse(means) for label, means in partial_means.items()},
+    }
+
+
 # The explorer's dials. Slopes are spread evenly around -1.5, the centre of the original's 2 and -5.
 EXPLORER_DIALS = {
     "points per site": [3, 10, 20, 80],
@@ -258,8 +399,32 @@ def explorer_data(
     return simulate_sites(slopes, points_per_site, EXPLORER_X_SD, noise_sd, seed=seed)
 
 
+def many_sites_data(seed: int, sizes=(2, 100), number_of_sites: int = 40, mean: float = -1.5, sd: float = 1.0):
+    """Chapter 5's many sites of unequal size: `number_of_sites` sites with log-evenly spaced sizes between
+    `sizes`, true slopes drawn from N(mean, sd^2), x sd 0.5 and noise sd 1. Each site's name gives its size.
+    The same seed gives the same data; different seeds give independent replicates."""
+    from pooling.data import simulate_sites
+
+    counts = np.geomspace(*sizes, number_of_sites).round().astype(int)
+    true_slopes = np.random.default_rng(seed).normal(mean, sd, number_of_sites)
+    data = pd.concat(
+        simulate_sites(
+            [slope],
+            int(count),
+            EXPLORER_X_SD,
+            1.0,
+            seed=1000 * seed + index,
+            site_names=[f"site {index + 1} ({count} points)"],
+        )
+        for index, (slope, count) in enumerate(zip(true_slopes, counts, strict=True))
+    )
+    data["site"] = pd.Categorical(data["site"], categories=data["site"].unique())
+    return data.reset_index(drop=True)
+
+
 def explorer_setting(points_per_site, noise_sd, number_of_sites, spread, tau_prior: str) -> dict:
-    """Pooled, unpooled and both partially pooled estimates (mean, 94% interval, weight) for one setting."""
+    """Pooled, unpooled and both partially pooled estimates (mean, 94% central interval, weight) for one setting,
+    and the RMSE of each against the true slopes."""
     if tau_prior not in EXPLORER_TAU_PRIORS:
         raise ValueError(f"prior on tau must be one of {list(EXPLORER_TAU_PRIORS)}, got {tau_prior!r}")
     data = explorer_data(points_per_site, noise_sd, number_of_sites, spread)
@@ -277,6 +442,7 @@ def explorer_setting(points_per_site, noise_sd, number_of_sites, spread, tau_pri
             data, EXPLORER_TAU_PRIORS[tau_prior], EXPLORER_SIGMA_PRIOR, mu_prior_sd, grid_points=EXPLORER_GRID_POINTS
         )
         result[name] = posterior
+    result["rmse"] = pooling_rmse(data, {name: result[name].mean for name in ("toward common slope", "toward zero")})
     return result
 
 
