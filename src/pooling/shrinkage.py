@@ -288,3 +288,149 @@ def explorer_grid(dials: dict = EXPLORER_DIALS) -> dict[tuple, dict]:
     for index in itertools.product(*(range(len(values)) for values in dials.values())):
         grid[index] = explorer_setting(*(values[i] for values, i in zip(dials.values(), index, strict=True)))
     return grid
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The general engine: a Gaussian linear model given its two variance parameters, integrated over a grid of them.
+
+
+@dataclass
+class GaussianGridPosterior:
+    """Exact posterior of linear combinations of (b, u) in y = X b + Z u + e, e ~ N(0, sigma^2), u ~ N(0, tau^2),
+    with b Gaussian a priori, integrated over a grid of (sigma, tau).
+
+    `mean`, `sd`, `low` and `high` (central interval) are indexed by `names`; `cell` is the posterior mass of
+    each (sigma, tau) grid cell, so any function of sigma and tau has its exact posterior through `expect` and
+    `interval`.
+    """
+
+    names: list
+    mean: np.ndarray
+    sd: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    sigma_grid: np.ndarray
+    tau_grid: np.ndarray
+    cell: np.ndarray  # axes: sigma, tau; sums to 1
+
+    def expect(self, function) -> np.ndarray:
+        """Posterior mean of `function(sigma, tau)`, called with sigma of shape (S, 1) and tau of shape (1, T).
+
+        A function that returns more axes after those two (say one per county) gets one mean per entry.
+        """
+        values = np.asarray(function(self.sigma_grid[:, None], self.tau_grid[None, :]), dtype=float)
+        return np.tensordot(self.cell, np.broadcast_to(values, self.cell.shape + values.shape[2:]), axes=2)
+
+    def interval(self, function, probability: float = 0.94) -> tuple[float, float]:
+        """Central interval of a scalar `function(sigma, tau)`, from the grid's cells (weighted quantiles)."""
+        values = np.broadcast_to(function(self.sigma_grid[:, None], self.tau_grid[None, :]), self.cell.shape).ravel()
+        order = np.argsort(values)
+        cumulative = np.cumsum(self.cell.ravel()[order])
+        tail = (1 - probability) / 2
+        return tuple(float(values[order][np.searchsorted(cumulative, level)]) for level in (tail, 1 - tail))
+
+    def summary(self) -> pd.DataFrame:
+        """Mean, sd and central interval of every combination, then of sigma and tau."""
+        table = pd.DataFrame({"mean": self.mean, "sd": self.sd, "low": self.low, "high": self.high}, index=self.names)
+        for name, function in (("sigma", lambda sigma, tau: sigma), ("tau", lambda sigma, tau: tau)):
+            mean = float(self.expect(function))
+            sd = float(np.sqrt(self.expect(lambda sigma, tau, f=function: f(sigma, tau) ** 2) - mean**2))
+            table.loc[name] = [mean, sd, *self.interval(function)]
+        return table
+
+
+def gaussian_grid_posterior(
+    y,
+    fixed_design,
+    fixed_prior_mean,
+    fixed_prior_sd,
+    group_design,
+    sigma_prior: ScalePrior,
+    tau_prior: ScalePrior,
+    combinations,
+    names,
+    probability: float = 0.94,
+    grid_points: int = 60,
+    passes: int = 3,
+) -> GaussianGridPosterior:
+    """The exact posterior of y = X b + Z u + e with b ~ N(m, diag(s^2)), u ~ N(0, tau^2 I), e ~ N(0, sigma^2 I).
+
+    Given (sigma, tau) the coefficients theta = (b, u) have a Gaussian posterior with precision
+    A = W'W / sigma^2 + prior precision (W = [X Z]), and the marginal likelihood of y is Gaussian too; both come from
+    one Cholesky factor of A per grid cell, batched over cells, with W'W and W'y computed once. The mass of each
+    cell is that likelihood times the priors of sigma and tau; each row of `combinations` (a linear combination
+    of theta) then has a posterior that is a mixture of normals over the cells. The grid is placed in `passes`
+    passes: the first spans many decades around the prior's and the data's scales, and each next one covers only
+    the region where the previous one found the mass, with `grid_points` per scale every time.
+    """
+    y = np.asarray(y, dtype=float)
+    design = np.column_stack([np.asarray(fixed_design, dtype=float).reshape(len(y), -1), group_design])
+    fixed = np.asarray(fixed_prior_sd, dtype=float).size
+    combinations = np.asarray(combinations, dtype=float)
+    cross = design.T @ design, design.T @ y, float(y @ y)
+    prior = np.asarray(fixed_prior_mean, dtype=float).reshape(-1), np.asarray(fixed_prior_sd, dtype=float).reshape(-1)
+
+    data_scale = float(np.std(y)) or 1.0
+    sigma_range = (min(sigma_prior.scale, data_scale) * 1e-3, max(sigma_prior.scale, data_scale) * 1e3)
+    tau_range = (min(tau_prior.scale, data_scale) * 1e-3, max(tau_prior.scale, data_scale) * 1e3)
+    for _ in range(passes):
+        sigma, log_sigma_weight = sigma_prior.grid(grid_points, *sigma_range)
+        tau, log_tau_weight = tau_prior.grid(grid_points, *tau_range)
+        log_like, means, variances = _conditional_gaussians(cross, len(y), fixed, prior, sigma, tau, combinations)
+        log_posterior = log_like + log_sigma_weight[:, None] + log_tau_weight[None, :]
+        cell = np.exp(log_posterior - log_posterior.max())
+        cell /= cell.sum()
+        sigma_range, tau_range = _mass_range(sigma, cell.sum(1)), _mass_range(tau, cell.sum(0))
+    mean = np.einsum("st,stk->k", cell, means)
+    second_moment = np.einsum("st,stk->k", cell, variances + means**2)
+    low, high = _mixture_interval(cell, means, np.sqrt(variances), probability)
+    return GaussianGridPosterior(list(names), mean, np.sqrt(second_moment - mean**2), low, high, sigma, tau, cell)
+
+
+def _conditional_gaussians(cross, n, fixed, prior, sigma, tau, combinations, cells_per_batch=256):
+    """For each (sigma, tau) cell: log p(y | sigma, tau), and the mean and variance of each combination of theta
+    given (sigma, tau, y)."""
+    gram, design_y, y_y = cross
+    prior_mean, prior_sd = prior
+    size = gram.shape[0]
+    sigma_cells, tau_cells = (values.ravel() for values in np.meshgrid(sigma, tau, indexing="ij"))
+    log_like = np.empty(sigma_cells.size)
+    means = np.empty((sigma_cells.size, len(combinations)))
+    variances = np.empty_like(means)
+    for start in range(0, sigma_cells.size, cells_per_batch):
+        part = slice(start, start + cells_per_batch)
+        noise_variance, group_variance = sigma_cells[part, None] ** 2, tau_cells[part, None] ** 2
+        prior_precision = np.concatenate(
+            [
+                np.broadcast_to(prior_sd**-2, (len(noise_variance), fixed)),
+                np.broadcast_to(1 / group_variance, (len(noise_variance), size - fixed)),
+            ],
+            axis=1,
+        )
+        precision = gram / noise_variance[..., None] + prior_precision[:, :, None] * np.eye(size)
+        shift = design_y / noise_variance + np.concatenate(
+            [
+                np.broadcast_to(prior_mean / prior_sd**2, (len(noise_variance), fixed)),
+                np.zeros((len(noise_variance), size - fixed)),
+            ],
+            axis=1,
+        )
+        cholesky = np.linalg.cholesky(precision)
+        posterior_mean = np.linalg.solve(precision, shift[..., None])[..., 0]
+        log_det_precision = 2 * np.log(np.diagonal(cholesky, axis1=1, axis2=2)).sum(1)
+        log_like[part] = (
+            -n / 2 * np.log(2 * np.pi * noise_variance[:, 0])
+            - 0.5 * y_y / noise_variance[:, 0]
+            + 0.5 * np.log(prior_precision).sum(1)
+            - 0.5 * log_det_precision
+            + 0.5 * np.einsum("ck,ck->c", shift, posterior_mean)
+            - 0.5 * float(prior_mean**2 @ prior_sd**-2)
+        )
+        # Var(c' theta) = |L^-1 c|^2 with A = L L'.
+        whitened = np.linalg.solve(
+            cholesky, np.broadcast_to(combinations.T, (len(noise_variance), *combinations.T.shape))
+        )
+        means[part] = posterior_mean @ combinations.T
+        variances[part] = (whitened**2).sum(1)
+    shape = (len(sigma), len(tau))
+    return log_like.reshape(shape), means.reshape(*shape, -1), variances.reshape(*shape, -1)
