@@ -119,81 +119,50 @@ def partial_pooling_posterior(
 ) -> PartialPoolingPosterior:
     """The exact posterior of each group's slope, by quadrature over (sigma, tau) with mu integrated analytically.
 
-    Given sigma and beta_j the likelihood depends on the data only through n_j, S_j, the least-squares slope
-    and the residual sum of squares, and integrating beta_j out leaves slope_hat_j ~ N(mu, tau^2 + sigma^2 / S_j).
-    `mu_prior_sd=None` fixes mu at 0 (Bambi's `y ~ 0 + (0 + x | site)`); a number gives mu ~ N(0, sd^2)
-    (`y ~ 0 + x + (0 + x | site)`). The grid is placed in two passes: a wide one finds where the posterior
-    mass of sigma and tau lies, and a fine one of `grid_points` per scale covers just that region.
+    The model y_ij = beta_j x_ij + e with beta_j = mu + u_j is the general engine's (`gaussian_grid_posterior`)
+    with X = x and Z = x times the site indicator. `mu_prior_sd=None` fixes mu at 0 (Bambi's
+    `y ~ 0 + (0 + x | site)`, no column in X); a number gives mu ~ N(0, sd^2) (`y ~ 0 + x + (0 + x | site)`).
+    The grid is placed in two passes: a wide one finds where the posterior mass of sigma and tau lies, and a fine
+    one of `grid_points` per scale covers just that region.
     """
     statistics = sufficient_statistics(data)
-    sum_xx, slope_hat = statistics["sum_x_squared"].to_numpy(float), statistics["slope"].to_numpy(float)
-    n, rss = statistics["n"].to_numpy(float), statistics["rss"].to_numpy(float)
-    residual_scale = float(np.sqrt(rss.sum() / max(n.sum() - len(n), 1)))
-    spread = float(np.std(slope_hat)) + residual_scale / np.sqrt(sum_xx.mean())
-    # First pass: wide enough for heavy tails on either side of both the prior's scale and the data's.
-    sigma_range = (min(sigma_prior.scale, residual_scale) * 1e-3, max(sigma_prior.scale, residual_scale) * 1e3)
-    tau_range = (min(tau_prior.scale, spread) * 1e-3, max(tau_prior.scale, spread) * 1e3)
-    sigma, tau, cell, _, _ = _grid_posterior(
-        statistics, sigma_prior, sigma_range, tau_prior, tau_range, grid_points, mu_prior_sd
-    )
-    # Second pass: as many points again, over only the region that holds the mass.
-    sigma, tau, cell, mu_mean, mu_variance = _grid_posterior(
-        statistics,
+    groups = len(statistics)
+    site = data.groupby("site", observed=True).ngroup().to_numpy()  # in the order of `statistics`
+    x = data["x"].to_numpy(float)
+    group_design = np.zeros((len(data), groups))
+    group_design[np.arange(len(data)), site] = x
+    if mu_prior_sd is None:
+        fixed_design, prior_mean, prior_sd = np.empty((len(data), 0)), [], []
+    else:
+        fixed_design, prior_mean, prior_sd = x, [0.0], [mu_prior_sd]
+    slopes = np.column_stack([np.ones((groups, len(prior_sd))), np.eye(groups)])
+    mu = np.eye(len(prior_sd), len(prior_sd) + groups)  # no row when mu is fixed
+    posterior = gaussian_grid_posterior(
+        data["y"],
+        fixed_design,
+        prior_mean,
+        prior_sd,
+        group_design,
         sigma_prior,
-        _mass_range(sigma, cell.sum(1)),
         tau_prior,
-        _mass_range(tau, cell.sum(0)),
+        np.vstack([slopes, mu]),
+        [*statistics.index, *(["mu"] * len(mu))],
+        probability,
         grid_points,
-        mu_prior_sd,
+        passes=2,
     )
-    sigma, tau = sigma[:, None, None], tau[None, :, None]  # grid axes: sigma, tau, group
-    weight = shrinkage_factor(sum_xx, sigma, tau)
-    mean_given = weight * slope_hat + (1 - weight) * mu_mean[..., None]
-    variance_given = 1 / (sum_xx / sigma**2 + 1 / tau**2) + (1 - weight) ** 2 * mu_variance[..., None]
-    mean = np.einsum("st,stg->g", cell, mean_given)
-    second_moment = np.einsum("st,stg->g", cell, variance_given + mean_given**2)
-    low, high = _mixture_interval(cell, mean_given, np.sqrt(variance_given), probability)
+    sum_xx = statistics["sum_x_squared"].to_numpy(float)
     return PartialPoolingPosterior(
         groups=list(statistics.index),
-        mean=mean,
-        sd=np.sqrt(second_moment - mean**2),
-        low=low,
-        high=high,
-        weight=np.einsum("st,stg->g", cell, np.broadcast_to(weight, mean_given.shape)),
-        tau_grid=tau.ravel(),
-        tau_density=cell.sum(0),
-        mu_mean=float((cell * mu_mean).sum()),
+        mean=posterior.mean[:groups],
+        sd=posterior.sd[:groups],
+        low=posterior.low[:groups],
+        high=posterior.high[:groups],
+        weight=posterior.expect(lambda sigma, tau: shrinkage_factor(sum_xx, sigma[..., None], tau[..., None])),
+        tau_grid=posterior.tau_grid,
+        tau_density=posterior.cell.sum(0),
+        mu_mean=float(posterior.mean[groups]) if len(mu) else 0.0,
     )
-
-
-def _grid_posterior(statistics, sigma_prior, sigma_range, tau_prior, tau_range, grid_points, mu_prior_sd):
-    """The (sigma, tau) grid over the given ranges, the posterior mass of each cell, and mu's mean and variance
-    given the cell."""
-    n, sum_xx = statistics["n"].to_numpy(float), statistics["sum_x_squared"].to_numpy(float)
-    slope_hat, rss = statistics["slope"].to_numpy(float), statistics["rss"].to_numpy(float)
-    sigma_values, log_sigma_weight = sigma_prior.grid(grid_points, *sigma_range)
-    tau_values, log_tau_weight = tau_prior.grid(grid_points, *tau_range)
-    sigma, tau = sigma_values[:, None, None], tau_values[None, :, None]
-    variance = tau**2 + sigma**2 / sum_xx  # of slope_hat_j given mu, tau, sigma
-    # Terms of the likelihood that do not involve mu.
-    log_like = (-(n - 1) / 2 * np.log(2 * np.pi * sigma**2) - rss / (2 * sigma**2) - 0.5 * np.log(sum_xx)).sum(-1)
-    if mu_prior_sd is None:
-        mu_mean = np.zeros(variance.shape[:2])
-        mu_variance = np.zeros(variance.shape[:2])
-        log_like = log_like + stats.norm.logpdf(slope_hat, 0.0, np.sqrt(variance)).sum(-1)
-    else:
-        precision = 1 / mu_prior_sd**2 + (1 / variance).sum(-1)
-        mu_mean = (slope_hat / variance).sum(-1) / precision
-        mu_variance = 1 / precision
-        log_like = log_like + (
-            -0.5 * np.log(2 * np.pi * variance).sum(-1)
-            - 0.5 * (slope_hat**2 / variance).sum(-1)
-            + 0.5 * mu_mean**2 * precision
-            - 0.5 * np.log(mu_prior_sd**2 * precision)
-        )
-    log_posterior = log_like + log_sigma_weight[:, None] + log_tau_weight[None, :]
-    cell = np.exp(log_posterior - log_posterior.max())
-    return sigma_values, tau_values, cell / cell.sum(), mu_mean, mu_variance
 
 
 def _mass_range(values, mass, tail=1e-10, margin=2):
@@ -322,12 +291,14 @@ class GaussianGridPosterior:
         return np.tensordot(self.cell, np.broadcast_to(values, self.cell.shape + values.shape[2:]), axes=2)
 
     def interval(self, function, probability: float = 0.94) -> tuple[float, float]:
-        """Central interval of a scalar `function(sigma, tau)`, from the grid's cells (weighted quantiles)."""
+        """Central interval of a scalar `function(sigma, tau)`: weighted quantiles of its values on the grid."""
         values = np.broadcast_to(function(self.sigma_grid[:, None], self.tau_grid[None, :]), self.cell.shape).ravel()
         order = np.argsort(values)
-        cumulative = np.cumsum(self.cell.ravel()[order])
+        mass = self.cell.ravel()[order]
+        # Each cell's value is placed at the middle of its mass, and the distribution function interpolated between.
+        midpoints = np.cumsum(mass) - mass / 2
         tail = (1 - probability) / 2
-        return tuple(float(values[order][np.searchsorted(cumulative, level)]) for level in (tail, 1 - tail))
+        return tuple(float(np.interp(level, midpoints, values[order])) for level in (tail, 1 - tail))
 
     def summary(self) -> pd.DataFrame:
         """Mean, sd and central interval of every combination, then of sigma and tau."""
@@ -350,33 +321,46 @@ def gaussian_grid_posterior(
     combinations,
     names,
     probability: float = 0.94,
-    grid_points: int = 60,
+    grid_points: int = 50,
     passes: int = 3,
 ) -> GaussianGridPosterior:
     """The exact posterior of y = X b + Z u + e with b ~ N(m, diag(s^2)), u ~ N(0, tau^2 I), e ~ N(0, sigma^2 I).
 
-    Given (sigma, tau) the coefficients theta = (b, u) have a Gaussian posterior with precision
-    A = W'W / sigma^2 + prior precision (W = [X Z]), and the marginal likelihood of y is Gaussian too; both come from
-    one Cholesky factor of A per grid cell, batched over cells, with W'W and W'y computed once. The mass of each
-    cell is that likelihood times the priors of sigma and tau; each row of `combinations` (a linear combination
-    of theta) then has a posterior that is a mixture of normals over the cells. The grid is placed in `passes`
-    passes: the first spans many decades around the prior's and the data's scales, and each next one covers only
-    the region where the previous one found the mass, with `grid_points` per scale every time.
+    Z has one non-zero per row: a group indicator, times a covariate for varying slopes. Given (sigma, tau) the
+    coefficients theta = (b, u) have a Gaussian posterior and y a Gaussian marginal likelihood, in closed form
+    (`_conditional_gaussians`), from cross-products computed once. The mass of each grid cell is that likelihood
+    times the priors of sigma and tau; each row of `combinations` (a linear combination of theta, columns ordered
+    as b then u) then has a posterior that is a mixture of normals over the cells. The grid is placed in `passes`
+    passes: the first spans many decades around the prior's and the data's scales, each next one covers only the
+    region where the previous one found the mass, with `grid_points` per scale every time.
     """
     y = np.asarray(y, dtype=float)
-    design = np.column_stack([np.asarray(fixed_design, dtype=float).reshape(len(y), -1), group_design])
-    fixed = np.asarray(fixed_prior_sd, dtype=float).size
-    combinations = np.asarray(combinations, dtype=float)
-    cross = design.T @ design, design.T @ y, float(y @ y)
+    fixed_design = np.asarray(fixed_design, dtype=float).reshape(len(y), -1)
+    group_design = np.asarray(group_design, dtype=float)
+    if (np.count_nonzero(group_design, axis=1) > 1).any():
+        raise ValueError("group_design must have at most one non-zero per row (each row belongs to one group)")
+    cross = {
+        "xx": fixed_design.T @ fixed_design,
+        "xz": fixed_design.T @ group_design,
+        "zz": (group_design**2).sum(0),  # Z'Z is diagonal
+        "xy": fixed_design.T @ y,
+        "zy": group_design.T @ y,
+        "yy": float(y @ y),
+        "n": len(y),
+    }
     prior = np.asarray(fixed_prior_mean, dtype=float).reshape(-1), np.asarray(fixed_prior_sd, dtype=float).reshape(-1)
+    combinations = np.asarray(combinations, dtype=float)
 
     data_scale = float(np.std(y)) or 1.0
     sigma_range = (min(sigma_prior.scale, data_scale) * 1e-3, max(sigma_prior.scale, data_scale) * 1e3)
     tau_range = (min(tau_prior.scale, data_scale) * 1e-3, max(tau_prior.scale, data_scale) * 1e3)
-    for _ in range(passes):
+    for remaining in reversed(range(passes)):
         sigma, log_sigma_weight = sigma_prior.grid(grid_points, *sigma_range)
         tau, log_tau_weight = tau_prior.grid(grid_points, *tau_range)
-        log_like, means, variances = _conditional_gaussians(cross, len(y), fixed, prior, sigma, tau, combinations)
+        # The combinations are needed only on the final grid, and cost the most.
+        log_like, means, variances = _conditional_gaussians(
+            cross, prior, sigma, tau, combinations if remaining == 0 else combinations[:0]
+        )
         log_posterior = log_like + log_sigma_weight[:, None] + log_tau_weight[None, :]
         cell = np.exp(log_posterior - log_posterior.max())
         cell /= cell.sum()
@@ -387,50 +371,126 @@ def gaussian_grid_posterior(
     return GaussianGridPosterior(list(names), mean, np.sqrt(second_moment - mean**2), low, high, sigma, tau, cell)
 
 
-def _conditional_gaussians(cross, n, fixed, prior, sigma, tau, combinations, cells_per_batch=256):
-    """For each (sigma, tau) cell: log p(y | sigma, tau), and the mean and variance of each combination of theta
-    given (sigma, tau, y)."""
-    gram, design_y, y_y = cross
+def _conditional_gaussians(cross, prior, sigma, tau, combinations):
+    """For each (sigma, tau) cell: log p(y | sigma, tau), and the mean and variance of each combination c'theta
+    given (sigma, tau, y).
+
+    The posterior precision of theta = (b, u) is [[A, B], [B', D]] with A = X'X / sigma^2 + diag(1 / s^2),
+    B = X'Z / sigma^2 and D = Z'Z / sigma^2 + I / tau^2 diagonal, so u is eliminated in closed form and only the
+    Schur complement S = A - B D^-1 B' (as many rows as b) is factored: log|precision| = log|D| + log|S|,
+    E(b) = S^-1 (r_b - B D^-1 r_u), E(u) = D^-1 (r_u - B' E(b)), and for c = (c_b, c_u),
+    Var(c'theta) = g' S^-1 g + sum(c_u^2 / D) with g = c_b - B D^-1 c_u.
+    """
     prior_mean, prior_sd = prior
-    size = gram.shape[0]
-    sigma_cells, tau_cells = (values.ravel() for values in np.meshgrid(sigma, tau, indexing="ij"))
-    log_like = np.empty(sigma_cells.size)
-    means = np.empty((sigma_cells.size, len(combinations)))
-    variances = np.empty_like(means)
-    for start in range(0, sigma_cells.size, cells_per_batch):
-        part = slice(start, start + cells_per_batch)
-        noise_variance, group_variance = sigma_cells[part, None] ** 2, tau_cells[part, None] ** 2
-        prior_precision = np.concatenate(
-            [
-                np.broadcast_to(prior_sd**-2, (len(noise_variance), fixed)),
-                np.broadcast_to(1 / group_variance, (len(noise_variance), size - fixed)),
-            ],
-            axis=1,
+    fixed = len(prior_sd)
+    noise_variance = sigma[:, None, None] ** 2  # axes: sigma, tau, then the model's
+    group_variance = tau[None, :, None] ** 2
+    d = cross["zz"] / noise_variance + 1 / group_variance
+    b = cross["xz"] / noise_variance[..., None]
+    schur = (
+        cross["xx"] / noise_variance[..., None] + np.diag(prior_sd**-2) - np.einsum("stpj,stj,stqj->stpq", b, 1 / d, b)
+    )
+    shift_b = cross["xy"] / noise_variance + prior_mean / prior_sd**2
+    shift_u = cross["zy"] / noise_variance
+    cholesky = np.linalg.cholesky(schur)
+    mean_b = np.linalg.solve(schur, (shift_b - np.einsum("stpj,stj->stp", b, shift_u / d))[..., None])[..., 0]
+    mean_u = (shift_u - np.einsum("stpj,stp->stj", b, mean_b)) / d
+    log_det_precision = np.log(d).sum(-1) + 2 * np.log(np.diagonal(cholesky, axis1=-2, axis2=-1)).sum(-1)
+    log_prior_precision = -np.log(prior_sd**2).sum() - d.shape[-1] * np.log(group_variance[..., 0])
+    log_like = (
+        -cross["n"] / 2 * np.log(2 * np.pi * noise_variance[..., 0])
+        - 0.5 * cross["yy"] / noise_variance[..., 0]
+        + 0.5 * log_prior_precision
+        - 0.5 * log_det_precision
+        + 0.5 * ((shift_b * mean_b).sum(-1) + (shift_u * mean_u).sum(-1))
+        - 0.5 * float(prior_mean**2 @ prior_sd**-2)
+    )
+    c_b, c_u = combinations[:, :fixed], combinations[:, fixed:]
+    means = mean_b @ c_b.T + mean_u @ c_u.T
+    g = c_b - np.swapaxes((b / d[..., None, :]) @ c_u.T, -1, -2)
+    variances = np.einsum("stkp,stpq,stkq->stk", g, np.linalg.inv(schur), g, optimize=True) + (1 / d) @ (c_u**2).T
+    return log_like, means, variances
+
+
+def varying_intercept_posterior(
+    model, probability: float = 0.94, grid_points: int = 50, passes: int = 3
+) -> GaussianGridPosterior:
+    """The exact posterior of a built Bambi model `y ~ 1 + terms + (1 | group)`, Gaussian, with Bambi's own priors.
+
+    Reads the design, the response and every prior off the model (so the exact posterior is of the same model
+    the sampler fits): Normal priors on the common terms, a HalfNormal or HalfCauchy/HalfStudentT on the group
+    sd and on sigma. Bambi centres the common predictors when the model has an intercept and puts its intercept
+    prior on the intercept of the centred design, then reports the intercept of the uncentred one; the same is
+    done here. The combinations returned, by name as in Bambi's posterior: the intercept and each common term,
+    each group's effect ("1|group[level]"), and each group's level ("level[level]"): the intercept plus the
+    group's effect plus the terms that are constant within every group (group-level predictors such as
+    log uranium), i.e. the expected response of a unit whose other predictors are 0.
+    """
+    component = model.components["mu"]
+    (group_name, group_term), *others = component.group_specific_terms.items()
+    if others or group_term.data.ndim != 2 or component.intercept_term is None:
+        raise ValueError(
+            f"the exact engine handles y ~ 1 + terms + (1 | group) with one group term; {model.formula} has "
+            f"group terms {list(component.group_specific_terms)}"
         )
-        precision = gram / noise_variance[..., None] + prior_precision[:, :, None] * np.eye(size)
-        shift = design_y / noise_variance + np.concatenate(
-            [
-                np.broadcast_to(prior_mean / prior_sd**2, (len(noise_variance), fixed)),
-                np.zeros((len(noise_variance), size - fixed)),
-            ],
-            axis=1,
-        )
-        cholesky = np.linalg.cholesky(precision)
-        posterior_mean = np.linalg.solve(precision, shift[..., None])[..., 0]
-        log_det_precision = 2 * np.log(np.diagonal(cholesky, axis1=1, axis2=2)).sum(1)
-        log_like[part] = (
-            -n / 2 * np.log(2 * np.pi * noise_variance[:, 0])
-            - 0.5 * y_y / noise_variance[:, 0]
-            + 0.5 * np.log(prior_precision).sum(1)
-            - 0.5 * log_det_precision
-            + 0.5 * np.einsum("ck,ck->c", shift, posterior_mean)
-            - 0.5 * float(prior_mean**2 @ prior_sd**-2)
-        )
-        # Var(c' theta) = |L^-1 c|^2 with A = L L'.
-        whitened = np.linalg.solve(
-            cholesky, np.broadcast_to(combinations.T, (len(noise_variance), *combinations.T.shape))
-        )
-        means[part] = posterior_mean @ combinations.T
-        variances[part] = (whitened**2).sum(1)
-    shape = (len(sigma), len(tau))
-    return log_like.reshape(shape), means.reshape(*shape, -1), variances.reshape(*shape, -1)
+    terms = {name: term for name, term in component.common_terms.items()}
+    predictors = (
+        np.column_stack([term.data for term in terms.values()]) if terms else np.empty((model.data.shape[0], 0))
+    )
+    centre = predictors.mean(0) if model.center_predictors else np.zeros(predictors.shape[1])
+    fixed_design = np.column_stack([np.ones(len(predictors)), predictors - centre])
+    priors = [component.intercept_term.prior, *(term.prior for term in terms.values())]
+    for name, prior in zip(["Intercept", *terms], priors, strict=True):
+        if prior.name != "Normal":
+            raise ValueError(f"the exact engine needs Normal priors on common terms; {name} has {prior}")
+    group_design = group_term.data  # Bambi keeps it sparse
+    group_design = np.asarray(group_design.toarray() if hasattr(group_design, "toarray") else group_design, float)
+    levels = [str(level) for level in group_term.groups]
+    membership = group_design.argmax(1)
+    constant_within_group = [
+        bool(np.all(np.isclose(term.data, term.data[np.unique(membership, return_index=True)[1]][membership])))
+        for term in terms.values()
+    ]
+
+    fixed, groups = fixed_design.shape[1], group_design.shape[1]
+    uncentred_intercept = np.concatenate([[1.0], -centre, np.zeros(groups)])
+    coefficient = np.eye(fixed + groups)[1:fixed]
+    effect = np.eye(fixed + groups)[fixed:]
+    group_values = np.array([term.data[np.argmax(membership == j)] for term in terms.values() for j in range(groups)])
+    group_values = group_values.reshape(len(terms), groups).T * np.array(constant_within_group, dtype=float)
+    level = uncentred_intercept + effect + group_values @ coefficient
+    combinations = np.vstack([uncentred_intercept, coefficient, effect, level])
+    names = [
+        "Intercept",
+        *terms,
+        *(f"{group_name}[{name}]" for name in levels),
+        *(f"level[{name}]" for name in levels),
+    ]
+    return gaussian_grid_posterior(
+        model.response_component.term.data,
+        fixed_design,
+        [float(prior.args["mu"]) for prior in priors],
+        [float(prior.args["sigma"]) for prior in priors],
+        group_design,
+        _scale_prior(model.components["sigma"].prior, "sigma"),
+        _scale_prior(group_term.prior.args["sigma"], f"{group_name}_sigma"),
+        combinations,
+        names,
+        probability,
+        grid_points,
+        passes,
+    )
+
+
+def _scale_prior(prior, name: str) -> ScalePrior:
+    """The ScalePrior equal to a Bambi prior on a scale (HalfNormal, HalfCauchy or HalfStudentT)."""
+    arguments = {key: float(value) for key, value in prior.args.items()}
+    if prior.name == "HalfNormal":
+        return ScalePrior("halfnormal", arguments["sigma"])
+    if prior.name == "HalfCauchy":
+        return ScalePrior("halfcauchy", arguments["beta"])
+    if prior.name == "HalfStudentT":
+        return ScalePrior("halfstudentt", arguments["sigma"], nu=arguments["nu"])
+    raise ValueError(
+        f"the exact engine has no quadrature for {name} ~ {prior}; use HalfNormal, HalfCauchy or HalfStudentT"
+    )
