@@ -1,0 +1,101 @@
+"""Published results: Gelman and Hill's Minnesota radon estimates, and their reproduction by REML and by the book."""
+
+from __future__ import annotations
+
+import warnings
+
+import arviz as az
+import numpy as np
+import pandas as pd
+
+# Gelman and Hill (2007), ARM ch. 12-13, lmer (REML) fits of the Minnesota radon data on their log transform.
+# Each value is printed to two decimals, so a reproduction is exact when it rounds to the same: within 0.005.
+PUBLISHED_ROUNDING = 0.005
+PUBLISHED = {
+    "varying intercepts": {
+        "formula": "y ~ x + (1 | county)",
+        "source": "ARM p. 258",
+        "estimates": {"intercept": 1.46, "floor": -0.69, "county sd": 0.33, "residual sd": 0.76},
+    },
+    "county uranium": {
+        "formula": "y ~ x + u + (1 | county)",
+        "source": "ARM ch. 12.6",
+        "estimates": {"intercept": 1.47, "floor": -0.67, "log uranium": 0.72, "county sd": 0.16, "residual sd": 0.76},
+    },
+    "varying slopes": {
+        "formula": "y ~ x + (1 + x | county)",
+        "source": "ARM ch. 13.1",
+        "estimates": {
+            "intercept": 1.46,
+            "floor": -0.68,
+            "county sd": 0.35,
+            "floor slope sd": 0.34,
+            "correlation": -0.34,
+            "residual sd": 0.75,
+        },
+    },
+}
+# The book's model of each published one (pooling.models.RADON_MODELS): the same formula, with priors.
+BOOK_MODEL = {
+    "varying intercepts": "radon_varying_intercepts",
+    "county uranium": "radon_uranium",
+    "varying slopes": "radon_correlated_slopes",
+}
+# Where each published quantity sits in the book's posterior: a variable, and a selection within it.
+POSTERIOR_NAMES = {
+    "intercept": ("Intercept", {}),
+    "floor": ("floor", {}),
+    "log uranium": ("log_uranium", {}),
+    "county sd": ("1|county_sigma", {}),
+    "residual sd": ("sigma", {}),
+}
+CORRELATED_POSTERIOR_NAMES = {
+    "county sd": ("county_sd", {"effect": "intercept"}),
+    "floor slope sd": ("county_sd", {"effect": "floor"}),
+    "correlation": ("county_correlation", {}),
+}
+
+
+def mixedlm_estimates(data: pd.DataFrame, model: str) -> pd.Series:
+    """The REML estimates of one of the published models, by statsmodels' MixedLM, named as in `PUBLISHED`.
+
+    The REML surface is flat along the county sds, and single optimizers stop short of its maximum on one model
+    or another (BFGS on the uranium model, Powell on the varying slopes). Nelder-Mead then L-BFGS from where it
+    stopped reaches the maximum on all three; a fit that does not converge raises.
+    """
+    import statsmodels.formula.api as smf
+
+    if model not in PUBLISHED:
+        raise ValueError(f"model must be one of {list(PUBLISHED)}, got {model!r}")
+    formula = "log_radon ~ floor + log_uranium" if model == "county uranium" else "log_radon ~ floor"
+    re_formula = "~floor" if model == "varying slopes" else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # reports of the first optimizer handing over; convergence is checked below
+        result = smf.mixedlm(formula, data, groups=data["county"].astype(str), re_formula=re_formula).fit(
+            reml=True, method=["nm", "lbfgs"]
+        )
+    if not result.converged:
+        raise RuntimeError(f"MixedLM did not converge on the {model} model")
+    covariance = result.cov_re.to_numpy()
+    sds = np.sqrt(np.diag(covariance))
+    estimates = {"intercept": result.fe_params["Intercept"], "floor": result.fe_params["floor"]}
+    if model == "county uranium":
+        estimates["log uranium"] = result.fe_params["log_uranium"]
+    estimates["county sd"] = sds[0]
+    if model == "varying slopes":
+        estimates["floor slope sd"] = sds[1]
+        estimates["correlation"] = covariance[0, 1] / (sds[0] * sds[1])
+    estimates["residual sd"] = np.sqrt(result.scale)
+    return pd.Series(estimates, dtype=float)
+
+
+def posterior_estimates(result, model: str) -> pd.DataFrame:
+    """Posterior mean, sd and MCSE of the mean of each published quantity, from a fit of the book's model."""
+    names = POSTERIOR_NAMES | (CORRELATED_POSTERIOR_NAMES if model == "varying slopes" else {})
+    rows = {}
+    for quantity in PUBLISHED[model]["estimates"]:
+        variable, selection = names[quantity]
+        draws = result.idata.posterior[variable].sel(selection)
+        mcse = float(az.mcse(draws.to_dataset(name="value"))["value"])
+        rows[quantity] = {"mean": float(draws.mean()), "sd": float(draws.std()), "mcse": mcse}
+    return pd.DataFrame(rows).T
