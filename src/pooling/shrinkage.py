@@ -417,69 +417,128 @@ def varying_intercept_posterior(
 ) -> GaussianGridPosterior:
     """The exact posterior of a built Bambi model `y ~ 1 + terms + (1 | group)`, Gaussian, with Bambi's own priors.
 
-    Reads the design, the response and every prior off the model (so the exact posterior is of the same model
-    the sampler fits): Normal priors on the common terms, a HalfNormal or HalfCauchy/HalfStudentT on the group
-    sd and on sigma. Bambi centres the common predictors when the model has an intercept and puts its intercept
-    prior on the intercept of the centred design, then reports the intercept of the uncentred one; the same is
-    done here. The combinations returned, by name as in Bambi's posterior: the intercept and each common term,
-    each group's effect ("1|group[level]"), and each group's level ("level[level]"): the intercept plus the
-    group's effect plus the terms that are constant within every group (group-level predictors such as
-    log uranium), i.e. the expected response of a unit whose other predictors are 0.
+    Reads the design, the response and every prior off the model, so the exact posterior is of the model the
+    sampler fits. The combinations returned are named in `_varying_intercept_layout`.
     """
-    component = model.components["mu"]
-    (group_name, group_term), *others = component.group_specific_terms.items()
-    if others or group_term.data.ndim != 2 or component.intercept_term is None:
-        raise ValueError(
-            f"the exact engine handles y ~ 1 + terms + (1 | group) with one group term; {model.formula} has "
-            f"group terms {list(component.group_specific_terms)}"
-        )
-    terms = {name: term for name, term in component.common_terms.items()}
-    predictors = (
-        np.column_stack([term.data for term in terms.values()]) if terms else np.empty((model.data.shape[0], 0))
-    )
-    centre = predictors.mean(0) if model.center_predictors else np.zeros(predictors.shape[1])
-    fixed_design = np.column_stack([np.ones(len(predictors)), predictors - centre])
-    priors = [component.intercept_term.prior, *(term.prior for term in terms.values())]
-    for name, prior in zip(["Intercept", *terms], priors, strict=True):
-        if prior.name != "Normal":
-            raise ValueError(f"the exact engine needs Normal priors on common terms; {name} has {prior}")
-    group_design = group_term.data  # Bambi keeps it sparse
-    group_design = np.asarray(group_design.toarray() if hasattr(group_design, "toarray") else group_design, float)
-    levels = [str(level) for level in group_term.groups]
-    membership = group_design.argmax(1)
-    constant_within_group = [
-        bool(np.all(np.isclose(term.data, term.data[np.unique(membership, return_index=True)[1]][membership])))
-        for term in terms.values()
-    ]
-
-    fixed, groups = fixed_design.shape[1], group_design.shape[1]
-    uncentred_intercept = np.concatenate([[1.0], -centre, np.zeros(groups)])
-    coefficient = np.eye(fixed + groups)[1:fixed]
-    effect = np.eye(fixed + groups)[fixed:]
-    group_values = np.array([term.data[np.argmax(membership == j)] for term in terms.values() for j in range(groups)])
-    group_values = group_values.reshape(len(terms), groups).T * np.array(constant_within_group, dtype=float)
-    level = uncentred_intercept + effect + group_values @ coefficient
-    combinations = np.vstack([uncentred_intercept, coefficient, effect, level])
-    names = [
-        "Intercept",
-        *terms,
-        *(f"{group_name}[{name}]" for name in levels),
-        *(f"level[{name}]" for name in levels),
-    ]
+    layout = _varying_intercept_layout(model)
     return gaussian_grid_posterior(
         model.response_component.term.data,
-        fixed_design,
-        [float(prior.args["mu"]) for prior in priors],
-        [float(prior.args["sigma"]) for prior in priors],
-        group_design,
-        _scale_prior(model.components["sigma"].prior, "sigma"),
-        _scale_prior(group_term.prior.args["sigma"], f"{group_name}_sigma"),
-        combinations,
-        names,
+        layout["fixed_design"],
+        layout["prior_mean"],
+        layout["prior_sd"],
+        layout["group_design"],
+        layout["sigma_prior"],
+        layout["tau_prior"],
+        layout["combinations"],
+        layout["names"],
         probability,
         grid_points,
         passes,
     )
+
+
+def varying_intercept_draws(model, idata) -> dict[str, np.ndarray]:
+    """Posterior draws (chain, draw) of every quantity `varying_intercept_posterior` summarises, from an MCMC fit
+    of the same Bambi model: the same combinations of the same coefficients, then sigma and tau."""
+    layout = _varying_intercept_layout(model)
+    posterior = idata.posterior
+    slopes = [posterior[name].to_numpy() for name in layout["terms"]]
+    # Bambi reports the intercept of the uncentred design; the engine's coefficient is the centred one.
+    centred_intercept = posterior["Intercept"].to_numpy() + sum(
+        value * slope for value, slope in zip(layout["centre"], slopes, strict=True)
+    )
+    effects = posterior[layout["group_name"]].transpose("chain", "draw", ...).to_numpy()
+    coefficients = np.concatenate([np.stack([centred_intercept, *slopes], axis=-1), effects], axis=-1)
+    draws = dict(zip(layout["names"], np.moveaxis(coefficients @ layout["combinations"].T, -1, 0), strict=True))
+    draws["sigma"] = posterior["sigma"].to_numpy()
+    draws["tau"] = posterior[f"{layout['group_name']}_sigma"].to_numpy()
+    return draws
+
+
+def exact_against_mcmc(exact: GaussianGridPosterior, draws: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Each quantity's exact posterior mean and sd beside the MCMC estimates, and their differences in MCSEs.
+
+    `z_mean` = (MCMC mean - exact mean) / MCSE of the mean, `z_sd` likewise for the sd: if the sampler is right
+    these are draws from about N(0, 1), so the largest of a few hundred is rarely beyond 4.
+    """
+    import arviz as az
+
+    reference = exact.summary().loc[list(draws)]
+    # One summary for all (arviz's own mcse(method="sd") fails under numba with this numpy; its summary does not).
+    mcmc = az.summary(az.convert_to_dataset(draws), kind="diagnostics", round_to="none").loc[list(draws)]
+    means = pd.Series({name: float(values.mean()) for name, values in draws.items()})
+    sds = pd.Series({name: float(values.std()) for name, values in draws.items()})
+    return pd.DataFrame(
+        {
+            "exact mean": reference["mean"],
+            "MCMC mean": means,
+            "MCSE of mean": mcmc["mcse_mean"],
+            "z_mean": (means - reference["mean"]) / mcmc["mcse_mean"],
+            "exact sd": reference["sd"],
+            "MCMC sd": sds,
+            "MCSE of sd": mcmc["mcse_sd"],
+            "z_sd": (sds - reference["sd"]) / mcmc["mcse_sd"],
+        }
+    )
+
+
+def _varying_intercept_layout(model) -> dict:
+    """The Gaussian linear model inside a built Bambi model `y ~ 1 + terms + (1 | group)`, with its priors.
+
+    Bambi centres the common predictors when the model has an intercept, puts its intercept prior on the
+    intercept of the centred design, and reports the intercept of the uncentred one; the coefficients here are
+    Bambi's: the centred intercept, the common terms, then the group effects. The combinations, by name as in
+    Bambi's posterior: "Intercept" (uncentred) and each common term, each group's effect ("1|group[level]"),
+    and each group's level ("level[level]"): the intercept plus the group's effect plus the terms that are
+    constant within every group (group-level predictors such as log uranium), i.e. the expected response of a
+    unit whose other predictors are 0 (for radon, a basement home).
+    """
+    component = model.components["mu"]
+    (group_name, group_term), *others = component.group_specific_terms.items()
+    if others or component.intercept_term is None or group_term.prior.name != "Normal":
+        raise ValueError(
+            f"the exact engine handles y ~ 1 + terms + (1 | group) with one group term; {model.formula} has "
+            f"group terms {list(component.group_specific_terms)}"
+        )
+    terms = dict(component.common_terms)
+    priors = {"Intercept": component.intercept_term.prior} | {name: term.prior for name, term in terms.items()}
+    for name, prior in priors.items():
+        if prior.name != "Normal":
+            raise ValueError(f"the exact engine needs Normal priors on common terms; {name} has {prior}")
+    rows = len(model.response_component.term.data)
+    predictors = np.column_stack([term.data for term in terms.values()]) if terms else np.empty((rows, 0))
+    centre = predictors.mean(0) if model.center_predictors else np.zeros(predictors.shape[1])
+    group_design = group_term.data  # Bambi keeps it sparse
+    group_design = np.asarray(group_design.toarray() if hasattr(group_design, "toarray") else group_design, float)
+    membership = group_design.argmax(1)
+    first_of_group = np.unique(membership, return_index=True)[1]
+    per_group = predictors[first_of_group]  # each term's value in the first unit of each group
+    constant_within_group = np.all(np.isclose(predictors, per_group[membership]), axis=0)
+
+    fixed, groups = 1 + len(terms), group_design.shape[1]
+    uncentred_intercept = np.concatenate([[1.0], -centre, np.zeros(groups)])
+    coefficient = np.eye(fixed + groups)[1:fixed]
+    effect = np.eye(fixed + groups)[fixed:]
+    level = uncentred_intercept + effect + (per_group * constant_within_group) @ coefficient
+    levels = [str(level) for level in group_term.groups]
+    return {
+        "fixed_design": np.column_stack([np.ones(rows), predictors - centre]),
+        "prior_mean": [float(prior.args["mu"]) for prior in priors.values()],
+        "prior_sd": [float(prior.args["sigma"]) for prior in priors.values()],
+        "group_design": group_design,
+        "sigma_prior": _scale_prior(model.components["sigma"].prior, "sigma"),
+        "tau_prior": _scale_prior(group_term.prior.args["sigma"], f"{group_name}_sigma"),
+        "combinations": np.vstack([uncentred_intercept, coefficient, effect, level]),
+        "names": [
+            "Intercept",
+            *terms,
+            *(f"{group_name}[{name}]" for name in levels),
+            *(f"level[{name}]" for name in levels),
+        ],
+        "terms": list(terms),
+        "centre": centre,
+        "group_name": group_name,
+    }
 
 
 def _scale_prior(prior, name: str) -> ScalePrior:
