@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, special, stats
+from scipy import interpolate, optimize, special, stats
 
 
 def least_squares_slopes(
@@ -75,12 +75,20 @@ class ScalePrior:
         raise ValueError("a fixed scale has no density")
 
     def grid(self, points: int, low: float, high: float):
-        """Log-spaced grid on [low, high] and its log quadrature weights (prior density times spacing)."""
+        """Log-spaced grid on [low, high] and its log quadrature weights (prior density times spacing).
+
+        The first point also carries the interval from 0 to its cell, over which the integrand is taken as flat:
+        so it is for a group sd, whose likelihood is flat near 0 and whose prior density is finite there, and a
+        log grid cannot reach 0. (A residual sd's integrand vanishes there, so this adds nothing for sigma.)
+        """
         if self.kind == "fixed":
             return np.array([self.scale]), np.array([0.0])
         log_values = np.linspace(np.log(low), np.log(high), points)
         values = np.exp(log_values)
-        return values, self.log_density(values) + log_values + np.log(log_values[1] - log_values[0])
+        step = log_values[1] - log_values[0]
+        widths = np.full(points, step)
+        widths[0] += np.exp(-step / 2)  # (0, first cell's lower edge), in units of the first value
+        return values, self.log_density(values) + log_values + np.log(widths)
 
 
 @dataclass
@@ -163,6 +171,24 @@ def partial_pooling_posterior(
         tau_density=posterior.cell.sum(0),
         mu_mean=float(posterior.mean[groups]) if len(mu) else 0.0,
     )
+
+
+def _marginal_interval(grid, mass, probability: float = 0.94) -> tuple[float, float]:
+    """Central interval of a scale from its posterior mass on a log-spaced grid.
+
+    The distribution function is known at the cell edges (halfway between points, in log scale); between them it
+    is interpolated by a monotone cubic, so the interval does not jump a whole cell at a time.
+    """
+    if len(grid) == 1:
+        return float(grid[0]), float(grid[0])
+    log_grid = np.log(grid)
+    half_step = (log_grid[1] - log_grid[0]) / 2
+    edges = np.concatenate([log_grid - half_step, [log_grid[-1] + half_step]])
+    cumulative = np.concatenate([[0.0], np.cumsum(mass)])
+    tail = (1 - probability) / 2
+    keep = np.concatenate([[True], np.diff(cumulative) > 0])  # the inverse needs a strictly rising function
+    inverse = interpolate.PchipInterpolator(cumulative[keep], edges[keep])
+    return tuple(float(np.exp(inverse(level))) for level in (tail, 1 - tail))
 
 
 def _mass_range(values, mass, tail=1e-10, margin=2):
@@ -303,10 +329,12 @@ class GaussianGridPosterior:
     def summary(self) -> pd.DataFrame:
         """Mean, sd and central interval of every combination, then of sigma and tau."""
         table = pd.DataFrame({"mean": self.mean, "sd": self.sd, "low": self.low, "high": self.high}, index=self.names)
-        for name, function in (("sigma", lambda sigma, tau: sigma), ("tau", lambda sigma, tau: tau)):
-            mean = float(self.expect(function))
-            sd = float(np.sqrt(self.expect(lambda sigma, tau, f=function: f(sigma, tau) ** 2) - mean**2))
-            table.loc[name] = [mean, sd, *self.interval(function)]
+        for name, grid, mass in (
+            ("sigma", self.sigma_grid, self.cell.sum(1)),
+            ("tau", self.tau_grid, self.cell.sum(0)),
+        ):
+            mean = float(mass @ grid)
+            table.loc[name] = [mean, np.sqrt(mass @ grid**2 - mean**2), *_marginal_interval(grid, mass)]
         return table
 
 
