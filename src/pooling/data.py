@@ -173,8 +173,9 @@ def radon_survey(raw_dir: Path = RAW_DIR, log_radon: str = "book") -> pd.DataFra
     Columns: survey (srrs2.dat's `state`: a state's own survey, or "R5" for the EPA Region 5 sample),
     state (the home's state, srrs2.dat's `state2`), county (``"STATE:NAME"``), county_name, fips,
     floor (0 basement, 1 first floor), activity, log_radon, uranium (ppm) and log_uranium. `log_radon` is
-    log(activity + 0.1) ("book") or Gelman and Hill's log(activity, with 0 read as 0.1) ("gelman_hill"). Duplicate `idnum` rows are dropped. Counties missing from cty.dat keep a missing
-    uranium; a uranium of 0 keeps a missing log_uranium.
+    log(activity + 0.1) ("book") or Gelman and Hill's log(activity, with 0 read as 0.1) ("gelman_hill").
+    Duplicate `idnum` rows are dropped. Counties missing from cty.dat keep a missing uranium; a uranium of 0
+    keeps a missing log_uranium.
     """
     transform = _log_radon_transform(log_radon)  # checked before any file is touched
     paths = fetch_radon_files(raw_dir)

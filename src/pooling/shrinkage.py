@@ -316,15 +316,18 @@ class GaussianGridPosterior:
         values = np.asarray(function(self.sigma_grid[:, None], self.tau_grid[None, :]), dtype=float)
         return np.tensordot(self.cell, np.broadcast_to(values, self.cell.shape + values.shape[2:]), axes=2)
 
-    def interval(self, function, probability: float = 0.94) -> tuple[float, float]:
-        """Central interval of a scalar `function(sigma, tau)`: weighted quantiles of its values on the grid."""
+    def quantiles(self, function, levels) -> np.ndarray:
+        """Quantiles of a scalar `function(sigma, tau)`: weighted quantiles of its values on the grid, each cell's
+        value placed at the middle of its mass and the distribution function interpolated between."""
         values = np.broadcast_to(function(self.sigma_grid[:, None], self.tau_grid[None, :]), self.cell.shape).ravel()
         order = np.argsort(values)
         mass = self.cell.ravel()[order]
-        # Each cell's value is placed at the middle of its mass, and the distribution function interpolated between.
-        midpoints = np.cumsum(mass) - mass / 2
-        tail = (1 - probability) / 2
-        return tuple(float(np.interp(level, midpoints, values[order])) for level in (tail, 1 - tail))
+        return np.interp(levels, np.cumsum(mass) - mass / 2, values[order])
+
+    def interval(self, function, probability: float = 0.94) -> tuple[float, float]:
+        """Central interval of a scalar `function(sigma, tau)`."""
+        low, high = self.quantiles(function, [(1 - probability) / 2, (1 + probability) / 2])
+        return float(low), float(high)
 
     def summary(self) -> pd.DataFrame:
         """Mean, sd and central interval of every combination, then of sigma and tau."""
