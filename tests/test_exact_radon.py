@@ -9,6 +9,7 @@ from pooling.data import radon_minnesota, two_sites
 from pooling.fitting import fit
 from pooling.models import RADON_MODELS
 from pooling.shrinkage import (
+    MCSE_BOUND,
     ScalePrior,
     exact_against_mcmc,
     gaussian_grid_posterior,
@@ -16,10 +17,6 @@ from pooling.shrinkage import (
     varying_intercept_draws,
     varying_intercept_posterior,
 )
-
-# With about 350 MCMC estimates compared (means and sds of every county level and effect, the coefficients, sigma
-# and tau), a correct sampler puts one beyond 4.5 MCSEs with probability about 350 * 6.8e-6 = 0.24%.
-MCSE_BOUND = 4.5
 
 
 def tiny_data():

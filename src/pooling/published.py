@@ -121,3 +121,38 @@ def exact_estimates(data: pd.DataFrame, model: str) -> pd.DataFrame:
     quantities = list(PUBLISHED[model]["estimates"])
     table = summary.loc[[EXACT_NAMES.get(quantity, quantity) for quantity in quantities], ["mean", "sd"]]
     return table.set_axis(quantities)
+
+
+def reference_checks() -> pd.DataFrame:
+    """Every Part II model with an exact or published reference, and its largest disagreement with it.
+
+    Units: for the exact posterior, MCMC means and sds in Monte Carlo standard errors; for a published number,
+    REML's difference in units of the last printed digit (0.01); for the posterior against REML, posterior sds.
+    Fits are the book's (cached), on the book's transform for the exact check and Gelman and Hill's for the rest.
+    """
+    from pooling.data import radon_minnesota
+    from pooling.fitting import fit
+    from pooling.models import RADON_MODELS
+    from pooling.shrinkage import exact_against_mcmc, varying_intercept_draws, varying_intercept_posterior
+
+    book, gelman_hill = radon_minnesota(), radon_minnesota(log_radon="gelman_hill")
+    rows = []
+    for model, name in BOOK_MODEL.items():
+        if model != "varying slopes":
+            result = fit(RADON_MODELS[name], book)
+            comparison = exact_against_mcmc(
+                varying_intercept_posterior(result.model), varying_intercept_draws(result.model, result.idata)
+            )
+            worst = comparison[["z_mean", "z_sd"]].abs()
+            where = worst.max(axis=1).idxmax()
+            rows.append([name, "exact posterior", "MCMC mean or sd − exact, in MCSEs", worst.max().max(), where])
+        reml = mixedlm_estimates(gelman_hill, model)
+        published = pd.Series(PUBLISHED[model]["estimates"])
+        source = f"{PUBLISHED[model]['source']}, REML"
+        off = (reml - published).abs() / 0.01
+        rows.append([name, source, "REML − published, in units of 0.01", off.max(), off.idxmax()])
+        settings = GELMAN_HILL_SLOPES_SETTINGS if model == "varying slopes" else {}
+        posterior = posterior_estimates(fit(RADON_MODELS[name], gelman_hill, **settings), model)
+        apart = ((posterior["mean"] - reml) / posterior["sd"]).abs()
+        rows.append([name, "REML", "posterior mean − REML, in posterior sds", apart.max(), apart.idxmax()])
+    return pd.DataFrame(rows, columns=["model", "reference", "measure", "largest disagreement", "where"])
