@@ -140,6 +140,7 @@ def test_radon_grid_is_fine_enough(radon, name):
     np.testing.assert_allclose(default[["low", "high"]], refined[["low", "high"]], atol=2e-3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["radon_varying_intercepts", "radon_uranium"])
 def test_book_mcmc_fits_agree_with_the_exact_posterior(radon, name):
     """Every county level and effect, the coefficients, sigma and tau: mean and sd within MCSE_BOUND MCSEs."""

@@ -52,6 +52,7 @@ def test_exact_posterior_means_agree_with_reml(gelman_hill, model):
     assert distance.abs().max() <= EXACT_TOLERANCE_SD
 
 
+@pytest.mark.slow
 def test_lkj_posterior_means_agree_with_reml(gelman_hill):
     result = fit(RADON_MODELS[BOOK_MODEL["varying slopes"]], gelman_hill, **GELMAN_HILL_SLOPES_SETTINGS)
     posterior = posterior_estimates(result, "varying slopes")
