@@ -7,6 +7,12 @@ import warnings
 import arviz as az
 import numpy as np
 import pandas as pd
+import statsmodels.formula.api as smf
+
+from pooling.data import radon_minnesota
+from pooling.fitting import fit
+from pooling.models import RADON_MODELS
+from pooling.shrinkage import exact_against_mcmc, varying_intercept_draws, varying_intercept_posterior
 
 # Gelman and Hill (2007), ARM ch. 12-13, lmer (REML) fits of the Minnesota radon data on their log transform.
 # Each value is printed to two decimals, so a reproduction is exact when it rounds to the same: within 0.005.
@@ -63,8 +69,6 @@ def mixedlm_estimates(data: pd.DataFrame, model: str) -> pd.Series:
     or another (BFGS on the uranium model, Powell on the varying slopes). Nelder-Mead then L-BFGS from where it
     stopped reaches the maximum on all three; a fit that does not converge raises.
     """
-    import statsmodels.formula.api as smf
-
     if model not in PUBLISHED:
         raise ValueError(f"model must be one of {list(PUBLISHED)}, got {model!r}")
     formula = "log_radon ~ floor + log_uranium" if model == "county uranium" else "log_radon ~ floor"
@@ -110,9 +114,6 @@ EXACT_NAMES = {"intercept": "Intercept", "log uranium": "log_uranium", "county s
 
 def exact_estimates(data: pd.DataFrame, model: str) -> pd.DataFrame:
     """Exact posterior mean and sd of each published quantity of a varying-intercept model (no sampling)."""
-    from pooling.models import RADON_MODELS
-    from pooling.shrinkage import varying_intercept_posterior
-
     if model == "varying slopes":
         raise ValueError("the exact engine has one group term: the varying-slopes model has no exact posterior")
     bambi_model = RADON_MODELS[BOOK_MODEL[model]].build(data)
@@ -130,11 +131,6 @@ def reference_checks() -> pd.DataFrame:
     REML's difference in units of the last printed digit (0.01); for the posterior against REML, posterior sds.
     Fits are the book's (cached), on the book's transform for the exact check and Gelman and Hill's for the rest.
     """
-    from pooling.data import radon_minnesota
-    from pooling.fitting import fit
-    from pooling.models import RADON_MODELS
-    from pooling.shrinkage import exact_against_mcmc, varying_intercept_draws, varying_intercept_posterior
-
     book, gelman_hill = radon_minnesota(), radon_minnesota(log_radon="gelman_hill")
     rows = []
     for model, name in BOOK_MODEL.items():
