@@ -22,6 +22,7 @@ from pooling.build import PROJECT_ROOT
 from pooling.data import radon_minnesota, simulate_sites, two_sites
 from pooling.fitting import SAMPLER_SETTINGS, fit, library_versions
 from pooling.models import RADON_MODELS, TOY_MODELS, ModelSpec
+from pooling.shrinkage import varying_intercept_posterior
 
 RESULTS = PROJECT_ROOT / "benchmarks" / "results.md"
 # (label, sampler, settings): the book's default against PyMC's own defaults (pm.sample: 1000 tuning steps), and
@@ -40,6 +41,9 @@ COMPARED = [
     ("radon varying intercepts", RADON_MODELS["radon_varying_intercepts"], radon_minnesota),
     ("radon varying slopes", RADON_MODELS["radon_varying_slopes"], radon_minnesota),
 ]
+# The models with an exact posterior (issue 11): exact against MCMC with the book's settings, from the same spec.
+EXACT_MODELS = ["radon_varying_intercepts", "radon_uranium"]
+EXACT_SECTION = "## Exact posterior against MCMC"
 SCALING_GROUPS = (10, 100, 1000, 5000)
 SCALING_ROWS = (1_000, 10_000, 100_000, 1_000_000)
 SCALING_SETTINGS = {"draws": 300, "tune": 300, "chains": 2}  # enough to time, not to report
@@ -168,11 +172,69 @@ def scaling(spec: ModelSpec) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def exact_against_mcmc_times(repeats: int = 3) -> pd.DataFrame:
+    """Seconds for the exact posterior (build the Bambi model, integrate; best of `repeats`) and for the MCMC fit
+    (the book's `fit`: nutpie, book settings, log likelihood, diagnostics; no cache), each from the spec and data."""
+    data = radon_minnesota()
+    fit(TOY_MODELS["toy_pooled"], two_sites(), use_cache=False)  # one-off start-up costs, untimed
+    rows = []
+    for name in EXACT_MODELS:
+        spec = RADON_MODELS[name]
+        exact_seconds = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            model = spec.build(data)
+            model.build()
+            varying_intercept_posterior(model)
+            exact_seconds.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        result = fit(spec, data, use_cache=False)
+        mcmc = time.perf_counter() - start
+        rows.append(
+            {
+                "model": name,
+                "exact seconds": round(min(exact_seconds), 2),
+                "MCMC seconds": round(mcmc, 1),
+                "MCMC / exact": round(mcmc / min(exact_seconds), 1),
+                "MCMC bulk ESS min": int(result.diagnostics.ess_bulk_min),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def exact_section() -> str:
+    measured = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    return (
+        f"{EXACT_SECTION}\n\nMeasured on {measured} (`python benchmarks/run.py --exact-only`). The exact posterior "
+        "(`pooling.shrinkage.varying_intercept_posterior`: every county level, the coefficients, sigma and tau, no "
+        "sampling error) against the book's MCMC fit of the same model (nutpie, "
+        f"{SAMPLER_SETTINGS['chains']} chains x {SAMPLER_SETTINGS['draws']} draws after {SAMPLER_SETTINGS['tune']} "
+        "tuning steps, with compilation, log likelihood and diagnostics), both from the model spec and the data.\n\n"
+        + exact_against_mcmc_times().to_markdown(index=False)
+    )
+
+
+def replace_section(text: str, heading: str, section: str) -> str:
+    """`text` with the section under `heading` (up to the next "## ") replaced by `section`, or it appended."""
+    start = text.find(heading)
+    if start < 0:
+        return text.rstrip("\n") + "\n\n" + section + "\n"
+    end = text.find("\n## ", start + len(heading))
+    return text[:start] + section + ("\n" + text[end:] if end >= 0 else "\n")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-builds", action="store_true", help="skip the cold and warm full builds")
     parser.add_argument("--jobs", type=int, default=2, help="also time the builds with this many chapters at once")
+    parser.add_argument(
+        "--exact-only", action="store_true", help="only time the exact posterior against MCMC, updating its section"
+    )
     args = parser.parse_args(argv)
+    if args.exact_only:
+        RESULTS.write_text(replace_section(RESULTS.read_text(), EXACT_SECTION, exact_section()))
+        print(RESULTS.read_text())
+        return 0
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     sections = [f"# Benchmarks\n\nMeasured by `make bench` on {started}.\n\nMachine: {machine()}.\n"]
     targets = []
@@ -204,6 +266,7 @@ def main(argv=None) -> int:
         f"## Scaling of `{TOY_MODELS['toy_hierarchical'].formula}` (nutpie, {SCALING_SETTINGS['chains']} chains x "
         f"{SCALING_SETTINGS['draws']} draws)\n\n" + scaled.to_markdown(index=False)
     )
+    sections.append(exact_section())
     target_table = pd.DataFrame(targets, columns=["target", "measured", "met"])
     sections.insert(1, "## Targets (issue 6)\n\n" + target_table.to_markdown(index=False))
     RESULTS.write_text("\n\n".join(sections) + "\n")

@@ -24,6 +24,14 @@ RADON_URL = "https://raw.githubusercontent.com/stan-dev/example-models/master/AR
 MIRROR_VARIABLE = "RADON_MIRROR"
 
 
+# How log radon is derived from the measured activity (pCi/L). The book adds 0.1 to every reading, as PyMC's primer
+# and posteriordb do; Gelman and Hill (ARM ch. 12) replace only readings of 0 by 0.1. One switch, one pipeline.
+LOG_RADON_TRANSFORMS = {
+    "book": lambda activity: np.log(activity + 0.1),
+    "gelman_hill": lambda activity: np.log(activity.where(activity != 0, 0.1)),
+}
+
+
 class DataError(RuntimeError):
     """A data file is missing, corrupt or malformed; the message names the file."""
 
@@ -153,15 +161,23 @@ def _numeric(table: pd.DataFrame, column: str, file: str) -> pd.Series:
     return values
 
 
-def radon_survey(raw_dir: Path = RAW_DIR) -> pd.DataFrame:
+def _log_radon_transform(log_radon: str):
+    if log_radon not in LOG_RADON_TRANSFORMS:
+        raise ValueError(f"log_radon must be one of {list(LOG_RADON_TRANSFORMS)}, got {log_radon!r}")
+    return LOG_RADON_TRANSFORMS[log_radon]
+
+
+def radon_survey(raw_dir: Path = RAW_DIR, log_radon: str = "book") -> pd.DataFrame:
     """The whole radon survey, one row per home, joined with county uranium (Gelman and Hill's derivation).
 
     Columns: survey (srrs2.dat's `state`: a state's own survey, or "R5" for the EPA Region 5 sample),
     state (the home's state, srrs2.dat's `state2`), county (``"STATE:NAME"``), county_name, fips,
-    floor (0 basement, 1 first floor), activity, log_radon = log(activity + 0.1), uranium (ppm) and
-    log_uranium. Duplicate `idnum` rows are dropped. Counties missing from cty.dat keep a missing
-    uranium; a uranium of 0 keeps a missing log_uranium.
+    floor (0 basement, 1 first floor), activity, log_radon, uranium (ppm) and log_uranium. `log_radon` is
+    log(activity + 0.1) ("book") or Gelman and Hill's log(activity, with 0 read as 0.1) ("gelman_hill").
+    Duplicate `idnum` rows are dropped. Counties missing from cty.dat keep a missing uranium; a uranium of 0
+    keeps a missing log_uranium.
     """
+    transform = _log_radon_transform(log_radon)  # checked before any file is touched
     paths = fetch_radon_files(raw_dir)
     columns = ["idnum", "state", "state2", "stfips", "cntyfips", "county", "floor", "activity"]
     homes = _read_table(paths["srrs2.dat"], columns)
@@ -191,19 +207,21 @@ def radon_survey(raw_dir: Path = RAW_DIR) -> pd.DataFrame:
     ).drop_duplicates("fips")  # two Minnesota FIPS codes are listed twice with the same value
     table = table.merge(uranium, on="fips", how="left", validate="many_to_one")
     table = table.drop_duplicates("idnum").reset_index(drop=True)
-    table["log_radon"] = np.log(table["activity"] + 0.1)
+    table["log_radon"] = transform(table["activity"])
     table["log_uranium"] = np.log(table["uranium"].where(table["uranium"] > 0))
     table["county"] = table["state"] + ":" + table["county_name"]
     return table
 
 
-def radon_minnesota(raw_dir: Path = RAW_DIR) -> pd.DataFrame:
+def radon_minnesota(raw_dir: Path = RAW_DIR, log_radon: str = "book") -> pd.DataFrame:
     """The standard Minnesota radon table: 919 homes in 85 counties, with a county index.
+
+    `log_radon="gelman_hill"` derives log radon as Gelman and Hill do (see `radon_survey`); nothing else changes.
 
     These are the homes of Minnesota's own survey; the 269 Minnesota homes of the Region 5 sample are
     left out, as in Gelman and Hill and the PyMC primer.
     """
-    table = radon_survey(raw_dir)
+    table = radon_survey(raw_dir, log_radon)
     table = table[table["survey"] == "MN"].reset_index(drop=True)
     table["county"] = pd.Categorical(table["county_name"], categories=sorted(table["county_name"].unique()))
     table["county_index"] = table["county"].cat.codes

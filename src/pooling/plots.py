@@ -431,3 +431,41 @@ def county_means_against(data: pd.DataFrame, column: str, x_title: str, title: s
 
 def counts_text(counts: pd.Series) -> list[str]:
     return [f"{count} home" + ("s" if count != 1 else "") for count in counts]
+
+
+def weight_by_size(
+    table: pd.DataFrame, curve: pd.DataFrame, half_size: float, title: str, size_title: str
+) -> go.Figure:
+    """Each group's posterior weight on its own data against its size, over the expected weight as a function of
+    size, with the size at which the weight is one half marked. `table` has columns group, size, weight;
+    `curve` has size and weight."""
+    figure = go.Figure()
+    figure.add_scatter(
+        x=curve["size"],
+        y=curve["weight"],
+        mode="lines",
+        name="expected weight for a group of that size",
+        line={"color": color_of(1), "width": 2},
+        hovertemplate=size_title + " %{x:.1f}<br>weight %{y:.2f}<extra></extra>",
+    )
+    figure.add_scatter(
+        x=table["size"],
+        y=table["weight"],
+        mode="markers",
+        name="each group",
+        text=table["group"],
+        marker={"color": color_of(0), "size": 8, "symbol": "circle-open"},
+        hovertemplate="%{text}<br>" + size_title + " %{x}<br>weight on its own data %{y:.2f}<extra></extra>",
+    )
+    figure.add_vline(
+        x=half_size,
+        line={"dash": "dash", "color": "black"},
+        annotation_text=f"half pooling: {half_size:.1f}",
+        annotation_position="bottom right",
+    )
+    figure.update_layout(
+        title=title,
+        xaxis={"title": size_title + " (log scale)", "type": "log"},
+        yaxis={"title": "weight on the group's own data", "range": [0, 1]},
+    )
+    return figure

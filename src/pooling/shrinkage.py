@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, special, stats
+from scipy import interpolate, optimize, special, stats
 
 
 def least_squares_slopes(
@@ -75,12 +75,20 @@ class ScalePrior:
         raise ValueError("a fixed scale has no density")
 
     def grid(self, points: int, low: float, high: float):
-        """Log-spaced grid on [low, high] and its log quadrature weights (prior density times spacing)."""
+        """Log-spaced grid on [low, high] and its log quadrature weights (prior density times spacing).
+
+        The first point also carries the interval from 0 to its cell, over which the integrand is taken as flat:
+        so it is for a group sd, whose likelihood is flat near 0 and whose prior density is finite there, and a
+        log grid cannot reach 0. (A residual sd's integrand vanishes there, so this adds nothing for sigma.)
+        """
         if self.kind == "fixed":
             return np.array([self.scale]), np.array([0.0])
         log_values = np.linspace(np.log(low), np.log(high), points)
         values = np.exp(log_values)
-        return values, self.log_density(values) + log_values + np.log(log_values[1] - log_values[0])
+        step = log_values[1] - log_values[0]
+        widths = np.full(points, step)
+        widths[0] += np.exp(-step / 2)  # (0, first cell's lower edge), in units of the first value
+        return values, self.log_density(values) + log_values + np.log(widths)
 
 
 @dataclass
@@ -166,83 +174,70 @@ def partial_pooling_posterior(
 ) -> PartialPoolingPosterior:
     """The exact posterior of each group's slope, by quadrature over (sigma, tau) with mu integrated analytically.
 
-    Given sigma and beta_j the likelihood depends on the data only through n_j, S_j, the least-squares slope
-    and the residual sum of squares, and integrating beta_j out leaves slope_hat_j ~ N(mu, tau^2 + sigma^2 / S_j).
-    `mu_prior_sd=None` fixes mu at 0 (Bambi's `y ~ 0 + (0 + x | site)`); a number gives mu ~ N(0, sd^2)
-    (`y ~ 0 + x + (0 + x | site)`). The grid is placed in two passes: a wide one finds where the posterior
-    mass of sigma and tau lies, and a fine one of `grid_points` per scale covers just that region.
+    The model y_ij = beta_j x_ij + e with beta_j = mu + u_j is the general engine's (`gaussian_grid_posterior`)
+    with X = x and Z = x times the site indicator. `mu_prior_sd=None` fixes mu at 0 (Bambi's
+    `y ~ 0 + (0 + x | site)`, no column in X); a number gives mu ~ N(0, sd^2) (`y ~ 0 + x + (0 + x | site)`).
+    The grid is placed in two passes: a wide one finds where the posterior mass of sigma and tau lies, and a fine
+    one of `grid_points` per scale covers just that region.
     """
     statistics = sufficient_statistics(data)
-    sum_xx, slope_hat = statistics["sum_x_squared"].to_numpy(float), statistics["slope"].to_numpy(float)
-    n, rss = statistics["n"].to_numpy(float), statistics["rss"].to_numpy(float)
-    residual_scale = float(np.sqrt(rss.sum() / max(n.sum() - len(n), 1)))
-    spread = float(np.std(slope_hat)) + residual_scale / np.sqrt(sum_xx.mean())
-    # First pass: wide enough for heavy tails on either side of both the prior's scale and the data's.
-    sigma_range = (min(sigma_prior.scale, residual_scale) * 1e-3, max(sigma_prior.scale, residual_scale) * 1e3)
-    tau_range = (min(tau_prior.scale, spread) * 1e-3, max(tau_prior.scale, spread) * 1e3)
-    sigma, tau, cell, _, _ = _grid_posterior(
-        statistics, sigma_prior, sigma_range, tau_prior, tau_range, grid_points, mu_prior_sd
-    )
-    # Second pass: as many points again, over only the region that holds the mass.
-    sigma, tau, cell, mu_mean, mu_variance = _grid_posterior(
-        statistics,
+    groups = len(statistics)
+    site = data.groupby("site", observed=True).ngroup().to_numpy()  # in the order of `statistics`
+    x = data["x"].to_numpy(float)
+    group_design = np.zeros((len(data), groups))
+    group_design[np.arange(len(data)), site] = x
+    if mu_prior_sd is None:
+        fixed_design, prior_mean, prior_sd = np.empty((len(data), 0)), [], []
+    else:
+        fixed_design, prior_mean, prior_sd = x, [0.0], [mu_prior_sd]
+    slopes = np.column_stack([np.ones((groups, len(prior_sd))), np.eye(groups)])
+    mu = np.eye(len(prior_sd), len(prior_sd) + groups)  # no row when mu is fixed
+    posterior = gaussian_grid_posterior(
+        data["y"],
+        fixed_design,
+        prior_mean,
+        prior_sd,
+        group_design,
         sigma_prior,
-        _mass_range(sigma, cell.sum(1)),
         tau_prior,
-        _mass_range(tau, cell.sum(0)),
+        np.vstack([slopes, mu]),
+        [*statistics.index, *(["mu"] * len(mu))],
+        probability,
         grid_points,
-        mu_prior_sd,
+        passes=2,
     )
-    sigma, tau = sigma[:, None, None], tau[None, :, None]  # grid axes: sigma, tau, group
-    weight = shrinkage_factor(sum_xx, sigma, tau)
-    mean_given = weight * slope_hat + (1 - weight) * mu_mean[..., None]
-    variance_given = 1 / (sum_xx / sigma**2 + 1 / tau**2) + (1 - weight) ** 2 * mu_variance[..., None]
-    mean = np.einsum("st,stg->g", cell, mean_given)
-    second_moment = np.einsum("st,stg->g", cell, variance_given + mean_given**2)
-    low, high = _mixture_interval(cell, mean_given, np.sqrt(variance_given), probability)
+    sum_xx = statistics["sum_x_squared"].to_numpy(float)
     return PartialPoolingPosterior(
         groups=list(statistics.index),
-        mean=mean,
-        sd=np.sqrt(second_moment - mean**2),
-        low=low,
-        high=high,
-        weight=np.einsum("st,stg->g", cell, np.broadcast_to(weight, mean_given.shape)),
-        tau_grid=tau.ravel(),
-        tau_density=cell.sum(0),
-        mu_mean=float((cell * mu_mean).sum()),
-        sigma_grid=sigma.ravel(),
-        sigma_density=cell.sum(1),
+        mean=posterior.mean[:groups],
+        sd=posterior.sd[:groups],
+        low=posterior.low[:groups],
+        high=posterior.high[:groups],
+        weight=posterior.expect(lambda sigma, tau: shrinkage_factor(sum_xx, sigma[..., None], tau[..., None])),
+        tau_grid=posterior.tau_grid,
+        tau_density=posterior.cell.sum(0),
+        mu_mean=float(posterior.mean[groups]) if len(mu) else 0.0,
+        sigma_grid=posterior.sigma_grid,
+        sigma_density=posterior.cell.sum(1),
     )
 
 
-def _grid_posterior(statistics, sigma_prior, sigma_range, tau_prior, tau_range, grid_points, mu_prior_sd):
-    """The (sigma, tau) grid over the given ranges, the posterior mass of each cell, and mu's mean and variance
-    given the cell."""
-    n, sum_xx = statistics["n"].to_numpy(float), statistics["sum_x_squared"].to_numpy(float)
-    slope_hat, rss = statistics["slope"].to_numpy(float), statistics["rss"].to_numpy(float)
-    sigma_values, log_sigma_weight = sigma_prior.grid(grid_points, *sigma_range)
-    tau_values, log_tau_weight = tau_prior.grid(grid_points, *tau_range)
-    sigma, tau = sigma_values[:, None, None], tau_values[None, :, None]
-    variance = tau**2 + sigma**2 / sum_xx  # of slope_hat_j given mu, tau, sigma
-    # Terms of the likelihood that do not involve mu.
-    log_like = (-(n - 1) / 2 * np.log(2 * np.pi * sigma**2) - rss / (2 * sigma**2) - 0.5 * np.log(sum_xx)).sum(-1)
-    if mu_prior_sd is None:
-        mu_mean = np.zeros(variance.shape[:2])
-        mu_variance = np.zeros(variance.shape[:2])
-        log_like = log_like + stats.norm.logpdf(slope_hat, 0.0, np.sqrt(variance)).sum(-1)
-    else:
-        precision = 1 / mu_prior_sd**2 + (1 / variance).sum(-1)
-        mu_mean = (slope_hat / variance).sum(-1) / precision
-        mu_variance = 1 / precision
-        log_like = log_like + (
-            -0.5 * np.log(2 * np.pi * variance).sum(-1)
-            - 0.5 * (slope_hat**2 / variance).sum(-1)
-            + 0.5 * mu_mean**2 * precision
-            - 0.5 * np.log(mu_prior_sd**2 * precision)
-        )
-    log_posterior = log_like + log_sigma_weight[:, None] + log_tau_weight[None, :]
-    cell = np.exp(log_posterior - log_posterior.max())
-    return sigma_values, tau_values, cell / cell.sum(), mu_mean, mu_variance
+def _marginal_interval(grid, mass, probability: float = 0.94) -> tuple[float, float]:
+    """Central interval of a scale from its posterior mass on a log-spaced grid.
+
+    The distribution function is known at the cell edges (halfway between points, in log scale); between them it
+    is interpolated by a monotone cubic, so the interval does not jump a whole cell at a time.
+    """
+    if len(grid) == 1:
+        return float(grid[0]), float(grid[0])
+    log_grid = np.log(grid)
+    half_step = (log_grid[1] - log_grid[0]) / 2
+    edges = np.concatenate([log_grid - half_step, [log_grid[-1] + half_step]])
+    cumulative = np.concatenate([[0.0], np.cumsum(mass)])
+    tail = (1 - probability) / 2
+    keep = np.concatenate([[True], np.diff(cumulative) > 0])  # the inverse needs a strictly rising function
+    inverse = interpolate.PchipInterpolator(cumulative[keep], edges[keep])
+    return tuple(float(np.exp(inverse(level))) for level in (tail, 1 - tail))
 
 
 def _mass_range(values, mass, tail=1e-10, margin=2):
@@ -454,3 +449,310 @@ def explorer_grid(dials: dict = EXPLORER_DIALS) -> dict[tuple, dict]:
     for index in itertools.product(*(range(len(values)) for values in dials.values())):
         grid[index] = explorer_setting(*(values[i] for values, i in zip(dials.values(), index, strict=True)))
     return grid
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The general engine: a Gaussian linear model given its two variance parameters, integrated over a grid of them.
+
+
+@dataclass
+class GaussianGridPosterior:
+    """Exact posterior of linear combinations of (b, u) in y = X b + Z u + e, e ~ N(0, sigma^2), u ~ N(0, tau^2),
+    with b Gaussian a priori, integrated over a grid of (sigma, tau).
+
+    `mean`, `sd`, `low` and `high` (central interval) are indexed by `names`; `cell` is the posterior mass of
+    each (sigma, tau) grid cell, so any function of sigma and tau has its exact posterior through `expect` and
+    `interval`.
+    """
+
+    names: list
+    mean: np.ndarray
+    sd: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    sigma_grid: np.ndarray
+    tau_grid: np.ndarray
+    cell: np.ndarray  # axes: sigma, tau; sums to 1
+
+    def expect(self, function) -> np.ndarray:
+        """Posterior mean of `function(sigma, tau)`, called with sigma of shape (S, 1) and tau of shape (1, T).
+
+        A function that returns more axes after those two (say one per county) gets one mean per entry.
+        """
+        values = np.asarray(function(self.sigma_grid[:, None], self.tau_grid[None, :]), dtype=float)
+        return np.tensordot(self.cell, np.broadcast_to(values, self.cell.shape + values.shape[2:]), axes=2)
+
+    def quantiles(self, function, levels) -> np.ndarray:
+        """Quantiles of a scalar `function(sigma, tau)`: weighted quantiles of its values on the grid, each cell's
+        value placed at the middle of its mass and the distribution function interpolated between."""
+        values = np.broadcast_to(function(self.sigma_grid[:, None], self.tau_grid[None, :]), self.cell.shape).ravel()
+        order = np.argsort(values)
+        mass = self.cell.ravel()[order]
+        return np.interp(levels, np.cumsum(mass) - mass / 2, values[order])
+
+    def interval(self, function, probability: float = 0.94) -> tuple[float, float]:
+        """Central interval of a scalar `function(sigma, tau)`."""
+        low, high = self.quantiles(function, [(1 - probability) / 2, (1 + probability) / 2])
+        return float(low), float(high)
+
+    def summary(self) -> pd.DataFrame:
+        """Mean, sd and central interval of every combination, then of sigma and tau."""
+        table = pd.DataFrame({"mean": self.mean, "sd": self.sd, "low": self.low, "high": self.high}, index=self.names)
+        for name, grid, mass in (
+            ("sigma", self.sigma_grid, self.cell.sum(1)),
+            ("tau", self.tau_grid, self.cell.sum(0)),
+        ):
+            mean = float(mass @ grid)
+            table.loc[name] = [mean, np.sqrt(mass @ grid**2 - mean**2), *_marginal_interval(grid, mass)]
+        return table
+
+
+def gaussian_grid_posterior(
+    y,
+    fixed_design,
+    fixed_prior_mean,
+    fixed_prior_sd,
+    group_design,
+    sigma_prior: ScalePrior,
+    tau_prior: ScalePrior,
+    combinations,
+    names,
+    probability: float = 0.94,
+    grid_points: int = 50,
+    passes: int = 3,
+) -> GaussianGridPosterior:
+    """The exact posterior of y = X b + Z u + e with b ~ N(m, diag(s^2)), u ~ N(0, tau^2 I), e ~ N(0, sigma^2 I).
+
+    Z has one non-zero per row: a group indicator, times a covariate for varying slopes. Given (sigma, tau) the
+    coefficients theta = (b, u) have a Gaussian posterior and y a Gaussian marginal likelihood, in closed form
+    (`_conditional_gaussians`), from cross-products computed once. The mass of each grid cell is that likelihood
+    times the priors of sigma and tau; each row of `combinations` (a linear combination of theta, columns ordered
+    as b then u) then has a posterior that is a mixture of normals over the cells. The grid is placed in `passes`
+    passes: the first spans many decades around the prior's and the data's scales, each next one covers only the
+    region where the previous one found the mass, with `grid_points` per scale every time.
+    """
+    y = np.asarray(y, dtype=float)
+    fixed_design = np.asarray(fixed_design, dtype=float).reshape(len(y), -1)
+    group_design = np.asarray(group_design, dtype=float)
+    if (np.count_nonzero(group_design, axis=1) > 1).any():
+        raise ValueError("group_design must have at most one non-zero per row (each row belongs to one group)")
+    cross = {
+        "xx": fixed_design.T @ fixed_design,
+        "xz": fixed_design.T @ group_design,
+        "zz": (group_design**2).sum(0),  # Z'Z is diagonal
+        "xy": fixed_design.T @ y,
+        "zy": group_design.T @ y,
+        "yy": float(y @ y),
+        "n": len(y),
+    }
+    prior = np.asarray(fixed_prior_mean, dtype=float).reshape(-1), np.asarray(fixed_prior_sd, dtype=float).reshape(-1)
+    combinations = np.asarray(combinations, dtype=float)
+
+    data_scale = float(np.std(y)) or 1.0
+    sigma_range = (min(sigma_prior.scale, data_scale) * 1e-3, max(sigma_prior.scale, data_scale) * 1e3)
+    tau_range = (min(tau_prior.scale, data_scale) * 1e-3, max(tau_prior.scale, data_scale) * 1e3)
+    for remaining in reversed(range(passes)):
+        sigma, log_sigma_weight = sigma_prior.grid(grid_points, *sigma_range)
+        tau, log_tau_weight = tau_prior.grid(grid_points, *tau_range)
+        # The combinations are needed only on the final grid, and cost the most.
+        log_like, means, variances = _conditional_gaussians(
+            cross, prior, sigma, tau, combinations if remaining == 0 else combinations[:0]
+        )
+        log_posterior = log_like + log_sigma_weight[:, None] + log_tau_weight[None, :]
+        cell = np.exp(log_posterior - log_posterior.max())
+        cell /= cell.sum()
+        sigma_range, tau_range = _mass_range(sigma, cell.sum(1)), _mass_range(tau, cell.sum(0))
+    mean = np.einsum("st,stk->k", cell, means)
+    second_moment = np.einsum("st,stk->k", cell, variances + means**2)
+    low, high = _mixture_interval(cell, means, np.sqrt(variances), probability)
+    return GaussianGridPosterior(list(names), mean, np.sqrt(second_moment - mean**2), low, high, sigma, tau, cell)
+
+
+def _conditional_gaussians(cross, prior, sigma, tau, combinations):
+    """For each (sigma, tau) cell: log p(y | sigma, tau), and the mean and variance of each combination c'theta
+    given (sigma, tau, y).
+
+    The posterior precision of theta = (b, u) is [[A, B], [B', D]] with A = X'X / sigma^2 + diag(1 / s^2),
+    B = X'Z / sigma^2 and D = Z'Z / sigma^2 + I / tau^2 diagonal, so u is eliminated in closed form and only the
+    Schur complement S = A - B D^-1 B' (as many rows as b) is factored: log|precision| = log|D| + log|S|,
+    E(b) = S^-1 (r_b - B D^-1 r_u), E(u) = D^-1 (r_u - B' E(b)), and for c = (c_b, c_u),
+    Var(c'theta) = g' S^-1 g + sum(c_u^2 / D) with g = c_b - B D^-1 c_u.
+    """
+    prior_mean, prior_sd = prior
+    fixed = len(prior_sd)
+    noise_variance = sigma[:, None, None] ** 2  # axes: sigma, tau, then the model's
+    group_variance = tau[None, :, None] ** 2
+    d = cross["zz"] / noise_variance + 1 / group_variance
+    b = cross["xz"] / noise_variance[..., None]
+    schur = (
+        cross["xx"] / noise_variance[..., None] + np.diag(prior_sd**-2) - np.einsum("stpj,stj,stqj->stpq", b, 1 / d, b)
+    )
+    shift_b = cross["xy"] / noise_variance + prior_mean / prior_sd**2
+    shift_u = cross["zy"] / noise_variance
+    cholesky = np.linalg.cholesky(schur)
+    mean_b = np.linalg.solve(schur, (shift_b - np.einsum("stpj,stj->stp", b, shift_u / d))[..., None])[..., 0]
+    mean_u = (shift_u - np.einsum("stpj,stp->stj", b, mean_b)) / d
+    log_det_precision = np.log(d).sum(-1) + 2 * np.log(np.diagonal(cholesky, axis1=-2, axis2=-1)).sum(-1)
+    log_prior_precision = -np.log(prior_sd**2).sum() - d.shape[-1] * np.log(group_variance[..., 0])
+    log_like = (
+        -cross["n"] / 2 * np.log(2 * np.pi * noise_variance[..., 0])
+        - 0.5 * cross["yy"] / noise_variance[..., 0]
+        + 0.5 * log_prior_precision
+        - 0.5 * log_det_precision
+        + 0.5 * ((shift_b * mean_b).sum(-1) + (shift_u * mean_u).sum(-1))
+        - 0.5 * float(prior_mean**2 @ prior_sd**-2)
+    )
+    c_b, c_u = combinations[:, :fixed], combinations[:, fixed:]
+    means = mean_b @ c_b.T + mean_u @ c_u.T
+    g = c_b - np.swapaxes((b / d[..., None, :]) @ c_u.T, -1, -2)
+    variances = np.einsum("stkp,stpq,stkq->stk", g, np.linalg.inv(schur), g, optimize=True) + (1 / d) @ (c_u**2).T
+    return log_like, means, variances
+
+
+def varying_intercept_posterior(
+    model, probability: float = 0.94, grid_points: int = 50, passes: int = 3
+) -> GaussianGridPosterior:
+    """The exact posterior of a built Bambi model `y ~ 1 + terms + (1 | group)`, Gaussian, with Bambi's own priors.
+
+    Reads the design, the response and every prior off the model, so the exact posterior is of the model the
+    sampler fits. The combinations returned are named in `_varying_intercept_layout`.
+    """
+    layout = _varying_intercept_layout(model)
+    return gaussian_grid_posterior(
+        model.response_component.term.data,
+        layout["fixed_design"],
+        layout["prior_mean"],
+        layout["prior_sd"],
+        layout["group_design"],
+        layout["sigma_prior"],
+        layout["tau_prior"],
+        layout["combinations"],
+        layout["names"],
+        probability,
+        grid_points,
+        passes,
+    )
+
+
+def varying_intercept_draws(model, idata) -> dict[str, np.ndarray]:
+    """Posterior draws (chain, draw) of every quantity `varying_intercept_posterior` summarises, from an MCMC fit
+    of the same Bambi model: the same combinations of the same coefficients, then sigma and tau."""
+    layout = _varying_intercept_layout(model)
+    posterior = idata.posterior
+    slopes = [posterior[name].to_numpy() for name in layout["terms"]]
+    # Bambi reports the intercept of the uncentred design; the engine's coefficient is the centred one.
+    centred_intercept = posterior["Intercept"].to_numpy() + sum(
+        value * slope for value, slope in zip(layout["centre"], slopes, strict=True)
+    )
+    effects = posterior[layout["group_name"]].transpose("chain", "draw", ...).to_numpy()
+    coefficients = np.concatenate([np.stack([centred_intercept, *slopes], axis=-1), effects], axis=-1)
+    draws = dict(zip(layout["names"], np.moveaxis(coefficients @ layout["combinations"].T, -1, 0), strict=True))
+    draws["sigma"] = posterior["sigma"].to_numpy()
+    draws["tau"] = posterior[f"{layout['group_name']}_sigma"].to_numpy()
+    return draws
+
+
+# How far an MCMC estimate may lie from the exact value. With about 350 estimates compared per model (means and sds
+# of every county level and effect, the coefficients, sigma and tau), a correct sampler puts one beyond 4.5 MCSEs
+# with probability about 350 * 6.8e-6 = 0.24%.
+MCSE_BOUND = 4.5
+
+
+def exact_against_mcmc(exact: GaussianGridPosterior, draws: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Each quantity's exact posterior mean and sd beside the MCMC estimates, and their differences in MCSEs.
+
+    `z_mean` = (MCMC mean - exact mean) / MCSE of the mean, `z_sd` likewise for the sd: if the sampler is right
+    these are draws from about N(0, 1), so the largest of a few hundred is rarely beyond 4.
+    """
+    import arviz as az
+
+    reference = exact.summary().loc[list(draws)]
+    # One summary for all (arviz's own mcse(method="sd") fails under numba with this numpy; its summary does not).
+    mcmc = az.summary(az.convert_to_dataset(draws), kind="diagnostics", round_to="none").loc[list(draws)]
+    means = pd.Series({name: float(values.mean()) for name, values in draws.items()})
+    sds = pd.Series({name: float(values.std()) for name, values in draws.items()})
+    return pd.DataFrame(
+        {
+            "exact mean": reference["mean"],
+            "MCMC mean": means,
+            "MCSE of mean": mcmc["mcse_mean"],
+            "z_mean": (means - reference["mean"]) / mcmc["mcse_mean"],
+            "exact sd": reference["sd"],
+            "MCMC sd": sds,
+            "MCSE of sd": mcmc["mcse_sd"],
+            "z_sd": (sds - reference["sd"]) / mcmc["mcse_sd"],
+        }
+    )
+
+
+def _varying_intercept_layout(model) -> dict:
+    """The Gaussian linear model inside a built Bambi model `y ~ 1 + terms + (1 | group)`, with its priors.
+
+    Bambi centres the common predictors when the model has an intercept, puts its intercept prior on the
+    intercept of the centred design, and reports the intercept of the uncentred one; the coefficients here are
+    Bambi's: the centred intercept, the common terms, then the group effects. The combinations, by name as in
+    Bambi's posterior: "Intercept" (uncentred) and each common term, each group's effect ("1|group[level]"),
+    and each group's level ("level[level]"): the intercept plus the group's effect plus the terms that are
+    constant within every group (group-level predictors such as log uranium), i.e. the expected response of a
+    unit whose other predictors are 0 (for radon, a basement home).
+    """
+    component = model.components["mu"]
+    (group_name, group_term), *others = component.group_specific_terms.items()
+    if others or component.intercept_term is None or group_term.prior.name != "Normal":
+        raise ValueError(
+            f"the exact engine handles y ~ 1 + terms + (1 | group) with one group term; {model.formula} has "
+            f"group terms {list(component.group_specific_terms)}"
+        )
+    terms = dict(component.common_terms)
+    priors = {"Intercept": component.intercept_term.prior} | {name: term.prior for name, term in terms.items()}
+    for name, prior in priors.items():
+        if prior.name != "Normal":
+            raise ValueError(f"the exact engine needs Normal priors on common terms; {name} has {prior}")
+    rows = len(model.response_component.term.data)
+    predictors = np.column_stack([term.data for term in terms.values()]) if terms else np.empty((rows, 0))
+    centre = predictors.mean(0) if model.center_predictors else np.zeros(predictors.shape[1])
+    group_design = group_term.data  # Bambi keeps it sparse
+    group_design = np.asarray(group_design.toarray() if hasattr(group_design, "toarray") else group_design, float)
+    membership = group_design.argmax(1)
+    first_of_group = np.unique(membership, return_index=True)[1]
+    per_group = predictors[first_of_group]  # each term's value in the first unit of each group
+    constant_within_group = np.all(np.isclose(predictors, per_group[membership]), axis=0)
+
+    fixed, groups = 1 + len(terms), group_design.shape[1]
+    uncentred_intercept = np.concatenate([[1.0], -centre, np.zeros(groups)])
+    coefficient = np.eye(fixed + groups)[1:fixed]
+    effect = np.eye(fixed + groups)[fixed:]
+    level = uncentred_intercept + effect + (per_group * constant_within_group) @ coefficient
+    levels = [str(level) for level in group_term.groups]
+    return {
+        "fixed_design": np.column_stack([np.ones(rows), predictors - centre]),
+        "prior_mean": [float(prior.args["mu"]) for prior in priors.values()],
+        "prior_sd": [float(prior.args["sigma"]) for prior in priors.values()],
+        "group_design": group_design,
+        "sigma_prior": _scale_prior(model.components["sigma"].prior, "sigma"),
+        "tau_prior": _scale_prior(group_term.prior.args["sigma"], f"{group_name}_sigma"),
+        "combinations": np.vstack([uncentred_intercept, coefficient, effect, level]),
+        "names": [
+            "Intercept",
+            *terms,
+            *(f"{group_name}[{name}]" for name in levels),
+            *(f"level[{name}]" for name in levels),
+        ],
+        "terms": list(terms),
+        "centre": centre,
+        "group_name": group_name,
+    }
+
+
+def _scale_prior(prior, name: str) -> ScalePrior:
+    """The ScalePrior equal to a Bambi prior on a scale (HalfNormal, HalfCauchy or HalfStudentT)."""
+    arguments = {key: float(value) for key, value in prior.args.items()}
+    if prior.name == "HalfNormal":
+        return ScalePrior("halfnormal", arguments["sigma"])
+    if prior.name == "HalfCauchy":
+        return ScalePrior("halfcauchy", arguments["beta"])
+    if prior.name == "HalfStudentT":
+        return ScalePrior("halfstudentt", arguments["sigma"], nu=arguments["nu"])
+    raise ValueError(
+        f"the exact engine has no quadrature for {name} ~ {prior}; use HalfNormal, HalfCauchy or HalfStudentT"
+    )
