@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, special, stats
 
+from pooling import checks
+
 
 def least_squares_slopes(
     data: pd.DataFrame, x: str = "x", y: str = "y", group: str = "site", probability: float = 0.94
@@ -18,6 +20,8 @@ def least_squares_slopes(
     s / sqrt(sum(x^2)), with s^2 the residual variance on n - 1 degrees of freedom; the central interval
     uses Student's t on those degrees of freedom (with 3 points, 2), not the normal.
     """
+    probability = checks.probability("probability", probability)
+    _check_groups(sufficient_statistics(data, x, y, group), minimum_points=2)
     table = pd.concat(
         [sufficient_statistics(data, x, y, group), sufficient_statistics(data.assign(**{group: "pooled"}), x, y, group)]
     )
@@ -34,6 +38,8 @@ def shrinkage_factor(sum_x_squared, sigma, tau):
     w = (S / sigma^2) / (S / sigma^2 + 1 / tau^2): the data's precision over the total precision.
     Broadcasts, so posterior draws of sigma and tau give posterior draws of w.
     """
+    for name, values in (("sum_x_squared", sum_x_squared), ("sigma", sigma), ("tau", tau)):
+        _positive_values(name, values)
     data_precision = np.asarray(sum_x_squared) / np.asarray(sigma) ** 2
     return data_precision / (data_precision + 1.0 / np.asarray(tau) ** 2)
 
@@ -44,6 +50,8 @@ def conditional_slope_posterior(slope_hat, sum_x_squared, sigma, tau, mu):
     The mean is w * slope_hat + (1 - w) * mu with w = shrinkage_factor(...); the variance is
     1 / (S / sigma^2 + 1 / tau^2). Arguments broadcast.
     """
+    for name, values in (("slope_hat", slope_hat), ("mu", mu)):
+        _finite_values(name, values)
     weight = shrinkage_factor(sum_x_squared, sigma, tau)
     mean = weight * np.asarray(slope_hat) + (1 - weight) * np.asarray(mu)
     variance = 1.0 / (np.asarray(sum_x_squared) / np.asarray(sigma) ** 2 + 1.0 / np.asarray(tau) ** 2)
@@ -59,10 +67,17 @@ class ScalePrior:
     nu: float | None = None
 
     def __post_init__(self):
-        if self.kind not in {"halfcauchy", "halfnormal", "halfstudentt", "fixed"}:
-            raise ValueError(f"unknown scale prior kind {self.kind!r}")
-        if not self.scale > 0:
+        kinds = ["halfcauchy", "halfnormal", "halfstudentt", "fixed"]
+        if not isinstance(self.kind, str) or self.kind not in kinds:
+            raise ValueError(f"unknown scale prior kind {self.kind!r}: use one of {kinds}")
+        if not checks.number("scale of a scale prior", self.scale) > 0:
             raise ValueError(f"a scale prior needs a positive scale, got {self.scale!r}")
+        if self.kind == "halfstudentt":
+            if self.nu is None:
+                raise ValueError("a halfstudentt scale prior needs its degrees of freedom: ScalePrior(..., nu=3)")
+            checks.number("nu of a halfstudentt prior", self.nu, positive=True)
+        elif self.nu is not None:
+            raise ValueError(f"nu applies to a halfstudentt prior only, not to {self.kind!r}")
 
     def log_density(self, value):
         value = np.asarray(value, dtype=float)
@@ -78,6 +93,10 @@ class ScalePrior:
         """Log-spaced grid on [low, high] and its log quadrature weights (prior density times spacing)."""
         if self.kind == "fixed":
             return np.array([self.scale]), np.array([0.0])
+        points = checks.whole_number("points", points, minimum=2)
+        low, high = checks.number("low", low, positive=True), checks.number("high", high, positive=True)
+        if not low < high:
+            raise ValueError(f"a grid needs low < high, got low={low!r} and high={high!r}")
         log_values = np.linspace(np.log(low), np.log(high), points)
         values = np.exp(log_values)
         return values, self.log_density(values) + log_values + np.log(log_values[1] - log_values[0])
@@ -100,6 +119,11 @@ class PartialPoolingPosterior:
 
 def sufficient_statistics(data: pd.DataFrame, x: str = "x", y: str = "y", group: str = "site") -> pd.DataFrame:
     """Per group: n, S = sum x^2, least-squares slope and residual sum of squares (all the likelihood needs)."""
+    checks.frame("data", data, [x, y, group])
+    for column in (x, y):
+        checks.finite_column("data", data, column)
+    if data[group].isna().any():
+        raise ValueError(f"data[{group!r}] has missing group names")
     rows = {}
     for name, frame in data.groupby(group, observed=True):
         sum_xx = float((frame[x] ** 2).sum())
@@ -125,7 +149,17 @@ def partial_pooling_posterior(
     (`y ~ 0 + x + (0 + x | site)`). The grid is placed in two passes: a wide one finds where the posterior
     mass of sigma and tau lies, and a fine one of `grid_points` per scale covers just that region.
     """
+    for name, prior in (("tau_prior", tau_prior), ("sigma_prior", sigma_prior)):
+        if not isinstance(prior, ScalePrior):
+            raise TypeError(f"{name} must be a ScalePrior, got {prior!r}")
+    if mu_prior_sd is not None:
+        checks.number("mu_prior_sd", mu_prior_sd, positive=True)
+    probability = checks.probability("probability", probability)
+    grid_points = checks.whole_number("grid_points", grid_points, minimum=2, maximum=MAX_GRID_POINTS)
     statistics = sufficient_statistics(data)
+    _check_groups(statistics, minimum_points=1)
+    if not statistics["rss"].sum() > 0:
+        raise ValueError("data: every point lies exactly on its group's line (no residual), so sigma is not identified")
     sum_xx, slope_hat = statistics["sum_x_squared"].to_numpy(float), statistics["slope"].to_numpy(float)
     n, rss = statistics["n"].to_numpy(float), statistics["rss"].to_numpy(float)
     residual_scale = float(np.sqrt(rss.sum() / max(n.sum() - len(n), 1)))
@@ -153,6 +187,8 @@ def partial_pooling_posterior(
     mean = np.einsum("st,stg->g", cell, mean_given)
     second_moment = np.einsum("st,stg->g", cell, variance_given + mean_given**2)
     low, high = _mixture_interval(cell, mean_given, np.sqrt(variance_given), probability)
+    if not np.isfinite(np.concatenate([mean, second_moment, low, high])).all():
+        raise ValueError("data: x and y are too extreme in scale for the exact posterior (it overflows); rescale them")
     return PartialPoolingPosterior(
         groups=list(statistics.index),
         mean=mean,
@@ -164,6 +200,37 @@ def partial_pooling_posterior(
         tau_density=cell.sum(0),
         mu_mean=float((cell * mu_mean).sum()),
     )
+
+
+MAX_GRID_POINTS = 2000  # per scale: the grid holds points^2 x groups values
+
+
+def _finite_values(name: str, values) -> np.ndarray:
+    try:
+        values = np.asarray(values, dtype=float)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"{name} must be numbers, got {values!r}") from error
+    if not np.isfinite(values).all():
+        raise ValueError(f"{name} must be finite, got {values!r}")
+    return values
+
+
+def _positive_values(name: str, values) -> np.ndarray:
+    values = _finite_values(name, values)
+    if not (values > 0).all():
+        raise ValueError(f"{name} must be positive, got {values!r}")
+    return values
+
+
+def _check_groups(statistics: pd.DataFrame, minimum_points: int) -> None:
+    """Every group's slope must be identified (x not all zero) and, for its standard error, have 2+ points."""
+    for name, row in statistics.iterrows():
+        if not (np.isfinite(row["sum_x_squared"]) and row["sum_x_squared"] > 0):
+            raise ValueError(f"data: x is all zero (or overflows) in group {name!r}, so its slope is not identified")
+        if row["n"] < minimum_points:
+            raise ValueError(f"data: group {name!r} has {int(row['n'])} point; each group needs {minimum_points} or more")
+        if not np.isfinite(row[["slope", "rss"]].to_numpy(float)).all():
+            raise ValueError(f"data: the values in group {name!r} are too large to compute with; rescale them")
 
 
 def _grid_posterior(statistics, sigma_prior, sigma_range, tau_prior, tau_range, grid_points, mu_prior_sd):
@@ -250,17 +317,15 @@ def explorer_data(
     """The simulated data behind one explorer setting (validated, deterministic)."""
     from pooling.data import simulate_sites
 
-    if isinstance(number_of_sites, bool) or int(number_of_sites) != number_of_sites or number_of_sites < 1:
-        raise ValueError(f"number_of_sites must be a whole number >= 1, got {number_of_sites!r}")
-    if not np.isfinite(spread) or spread < 0:
-        raise ValueError(f"spread of true slopes must be >= 0, got {spread!r}")
+    number_of_sites = checks.whole_number("number_of_sites", number_of_sites, maximum=1000)
+    spread = checks.number("spread", spread, at_least=0)
     slopes = -1.5 + spread * (np.linspace(-0.5, 0.5, int(number_of_sites)) if number_of_sites > 1 else np.zeros(1))
     return simulate_sites(slopes, points_per_site, EXPLORER_X_SD, noise_sd, seed=seed)
 
 
 def explorer_setting(points_per_site, noise_sd, number_of_sites, spread, tau_prior: str) -> dict:
     """Pooled, unpooled and both partially pooled estimates (mean, 94% interval, weight) for one setting."""
-    if tau_prior not in EXPLORER_TAU_PRIORS:
+    if not isinstance(tau_prior, str) or tau_prior not in EXPLORER_TAU_PRIORS:
         raise ValueError(f"prior on tau must be one of {list(EXPLORER_TAU_PRIORS)}, got {tau_prior!r}")
     data = explorer_data(points_per_site, noise_sd, number_of_sites, spread)
     least_squares = least_squares_slopes(data)
