@@ -228,7 +228,9 @@ def _check_groups(statistics: pd.DataFrame, minimum_points: int) -> None:
         if not (np.isfinite(row["sum_x_squared"]) and row["sum_x_squared"] > 0):
             raise ValueError(f"data: x is all zero (or overflows) in group {name!r}, so its slope is not identified")
         if row["n"] < minimum_points:
-            raise ValueError(f"data: group {name!r} has {int(row['n'])} point; each group needs {minimum_points} or more")
+            raise ValueError(
+                f"data: group {name!r} has {int(row['n'])} point; each group needs {minimum_points} or more"
+            )
         if not np.isfinite(row[["slope", "rss"]].to_numpy(float)).all():
             raise ValueError(f"data: the values in group {name!r} are too large to compute with; rescale them")
 
