@@ -395,6 +395,11 @@ def _without_warnings(notebook: nbformat.NotebookNode, config: dict) -> nbformat
     return notebook
 
 
+def _page_path(source: Path, root: Path) -> Path:
+    """Where a chapter's page goes in the preview: its place in the project (a file outside it: its name)."""
+    return (source.relative_to(root) if source.is_relative_to(root) else Path(source.name)).with_suffix(".html")
+
+
 def _error_page(result: ChapterResult, navigation: str) -> str:
     """The page that replaces a chapter that failed: unmistakably not the chapter."""
     return (
@@ -420,8 +425,8 @@ def write_preview(results: list[ChapterResult], out_dir: Path = PREVIEW_DIR, roo
         TagRemovePreprocessor(remove_input_tags={"remove_input"}, remove_all_outputs_tags={"remove_output"}),
         enabled=True,
     )
-    config = quarto_config(root)
-    pages = [(str(result.source.relative_to(root).with_suffix(".html")), result.title) for result in results]
+    config = quarto_config(root) if (root / "_quarto.yml").exists() else {}
+    pages = [(str(_page_path(result.source, root)), result.title) for result in results]
     asset = out_dir / PLOTLY_ASSET
     asset.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(asset, lambda target: shutil.copyfile(ensure_plotly_asset(root), target))
@@ -533,6 +538,8 @@ def build_preview(
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["preview", "asset"])
+    parser.add_argument("chapters", nargs="*", type=Path, help="only these .qmd files (default: the whole site)")
+    parser.add_argument("--out-dir", type=Path, default=PREVIEW_DIR, help="where the preview is written")
     parser.add_argument("--jobs", type=int, default=1, help="chapters executed at once")
     parser.add_argument(
         "--execute-all", action="store_true", help="run every chapter, even those whose inputs have not changed"
@@ -543,6 +550,9 @@ def main(argv=None) -> int:
         return 0
     if args.jobs < 1:
         parser.error(f"--jobs must be 1 or more, got {args.jobs}")
+    missing = [str(chapter) for chapter in args.chapters if not chapter.is_file()]
+    if missing:
+        parser.error(f"no such chapter: {', '.join(missing)}")
     colour = sys.stderr.isatty()
     shown = set()
 
@@ -554,7 +564,14 @@ def main(argv=None) -> int:
                 print(f"       {notice}", flush=True)
 
     try:
-        results = build_preview(jobs=args.jobs, reuse_executed=not args.execute_all, report=report, colour=colour)
+        results = build_preview(
+            [chapter.resolve() for chapter in args.chapters] or None,
+            jobs=args.jobs,
+            out_dir=args.out_dir.resolve(),
+            reuse_executed=not args.execute_all,
+            report=report,
+            colour=colour,
+        )
     except BuildLocked as error:
         print(error, file=sys.stderr)
         return 75  # EX_TEMPFAIL: try again later
@@ -570,11 +587,11 @@ def main(argv=None) -> int:
     if failures:
         print(
             f"Preview incomplete: {len(failures)} chapter{'s' if len(failures) > 1 else ''} failed "
-            f"(their pages in {PREVIEW_DIR} show the error).",
+            f"(their pages in {args.out_dir} show the error).",
             file=sys.stderr,
         )
         return 1
-    print(f"Offline preview (not a Quarto render) written to {PREVIEW_DIR}/index.html")
+    print(f"Offline preview (not a Quarto render) written to {args.out_dir}/index.html")
     return 0
 
 
