@@ -351,3 +351,57 @@ def test_notices_fall_back_to_standard_error(capsys, monkeypatch):
     notify("plain notice")
     notify("fit.nc", kind="loaded")  # counts only; prints nothing
     assert capsys.readouterr().err == "plain notice\n"
+
+
+# ---------------------------------------------------------------- data files
+
+
+@pytest.fixture
+def good_files(tmp_path):
+    """A folder with the verified survey files (a mirror, or the target of a file:// download)."""
+    from pooling.data import fetch_radon_files
+
+    folder = tmp_path / "good"
+    folder.mkdir()
+    for name, path in fetch_radon_files().items():
+        (folder / name).write_bytes(path.read_bytes())
+    return folder
+
+
+def test_a_file_missing_from_the_mirror_is_downloaded_instead(tmp_path, good_files, capsys):
+    from pooling.data import RADON_FILES, fetch_radon_files, sha256
+
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "cty.dat").write_bytes((good_files / "cty.dat").read_bytes())
+    raw = tmp_path / "raw"
+    paths = fetch_radon_files(raw, mirror=str(mirror), url=good_files.as_uri() + "/")
+    assert {name: sha256(path) for name, path in paths.items()} == RADON_FILES
+    assert f"srrs2.dat is missing from the mirror folder {mirror}" in capsys.readouterr().err
+    assert all(path.stat().st_mode & 0o777 == 0o644 for path in paths.values())  # readable by all
+
+
+def test_a_folder_in_place_of_a_data_file_is_moved_aside(tmp_path, good_files, capsys):
+    from pooling.data import RADON_FILES, fetch_radon_files, sha256
+
+    raw = tmp_path / "raw"
+    (raw / "srrs2.dat").mkdir(parents=True)
+    fetch_radon_files(raw, mirror=str(good_files), url=None)
+    assert sha256(raw / "srrs2.dat") == RADON_FILES["srrs2.dat"]
+    assert [path.is_dir() for path in raw.glob("srrs2.dat.bad-*")] == [True]
+    assert "srrs2.dat was a folder, not a file: moved it to srrs2.dat.bad-" in capsys.readouterr().err
+
+
+def test_when_no_source_works_the_error_names_the_file_and_the_command(tmp_path, good_files):
+    from pooling.data import DataError, fetch_radon_files
+
+    (good_files / "srrs2.dat").unlink()
+    (good_files / "srrs2.dat").mkdir()  # a folder in the mirror where the file belongs
+    with pytest.raises(DataError) as raised:
+        fetch_radon_files(tmp_path / "raw", mirror=str(good_files), url=(tmp_path / "nowhere").as_uri() + "/")
+    message = str(raised.value)
+    assert message.startswith(f"srrs2.dat is not in {tmp_path / 'raw'} and could not be fetched.")
+    assert "(1) srrs2.dat is missing from the mirror folder" in message
+    assert "(2) srrs2.dat could not be downloaded from file://" in message
+    assert "RADON_MIRROR=/that/folder python -m pooling.data" in message
+    assert not (tmp_path / "raw" / "srrs2.dat").exists()

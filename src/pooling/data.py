@@ -118,7 +118,10 @@ def _copy_verified(name: str, source: str, target: Path) -> None:
 
     def fetch(partial: Path) -> None:
         if "://" in source:
-            urllib.request.urlretrieve(source, partial)
+            try:
+                urllib.request.urlretrieve(source, partial)
+            except OSError as error:
+                raise DataError(f"{name} could not be downloaded from {source} ({error})") from error
         elif not Path(source).is_file():
             raise DataError(f"{name} is missing from the mirror folder {Path(source).parent} (no file {source})")
         else:
@@ -128,7 +131,7 @@ def _copy_verified(name: str, source: str, target: Path) -> None:
     try:
         atomic_write(target, fetch)
     except OSError as error:
-        raise DataError(f"{name} could not be fetched from {source}: {error}") from error
+        raise DataError(f"{name} from {source} could not be saved: {error}") from error
 
 
 def fetch_radon_files(raw_dir: Path = RAW_DIR, mirror: str | None = None, url: str | None = RADON_URL) -> dict:
