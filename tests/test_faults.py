@@ -7,6 +7,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -405,3 +406,89 @@ def test_when_no_source_works_the_error_names_the_file_and_the_command(tmp_path,
     assert "(2) srrs2.dat could not be downloaded from file://" in message
     assert "RADON_MIRROR=/that/folder python -m pooling.data" in message
     assert not (tmp_path / "raw" / "srrs2.dat").exists()
+
+
+# ---------------------------------------------------------------- bad arguments name themselves
+
+
+def _sites(**changes):
+    from pooling.data import simulate_sites
+
+    return simulate_sites(**changes)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error", "message"),
+    [
+        ({"points_per_site": None}, TypeError, "points_per_site must be a whole number, got None"),
+        ({"points_per_site": float("nan")}, ValueError, "points_per_site must be a whole number"),
+        ({"points_per_site": float("inf")}, ValueError, "points_per_site must be a whole number"),
+        ({"points_per_site": 10**12}, ValueError, "points_per_site=1,000,000,000,000 points exceed"),
+        ({"x_sd": "0.5"}, TypeError, "x_sd must be a number, got '0.5'"),
+        ({"noise_sd": None}, TypeError, "noise_sd must be a number, got None"),
+        ({"site_names": ["a", "a"]}, ValueError, "site_names must be distinct"),
+        ({"site_names": ["a", None]}, TypeError, "site_names must be non-empty strings"),
+        ({"site_names": "ab"}, TypeError, "site_names must be a list of names"),
+        ({"seed": -1}, ValueError, "seed must be a whole number >= 0"),
+        ({"slopes": (1e308, 1e308), "x_sd": 1e10}, ValueError, "too large: y overflows"),
+    ],
+)
+def test_simulator_names_each_bad_argument(arguments, error, message):
+    with pytest.raises(error, match=re.escape(message)):
+        _sites(**arguments)
+
+
+def _shrinkage_calls():
+    import pandas as pd
+
+    from pooling import shrinkage
+    from pooling.shrinkage import ScalePrior
+
+    sites = _sites()
+    prior = ScalePrior("halfnormal", 1.0)
+    exact = shrinkage.partial_pooling_posterior
+    return [
+        (lambda: shrinkage.least_squares_slopes(sites.assign(x=0.0)), ValueError, "x is all zero"),
+        (lambda: shrinkage.least_squares_slopes(sites.iloc[:0]), ValueError, "data has no rows"),
+        (lambda: shrinkage.least_squares_slopes(sites, probability=1.5), ValueError, "probability must be strictly"),
+        (
+            lambda: shrinkage.least_squares_slopes(sites.groupby("site").head(1)),
+            ValueError,
+            "has 1 point; each group needs 2",
+        ),
+        (lambda: shrinkage.least_squares_slopes(pd.DataFrame({"x": [1]})), ValueError, "data lacks the columns"),
+        (lambda: shrinkage.least_squares_slopes(sites.assign(y=np.nan)), ValueError, "data['y'] has a missing"),
+        (lambda: shrinkage.shrinkage_factor(10.0, -1.0, 1.0), ValueError, "sigma must be positive"),
+        (lambda: shrinkage.conditional_slope_posterior(1.0, 10.0, 1.0, 1.0, "0"), TypeError, "mu must be numbers"),
+        (
+            lambda: exact(sites, prior, prior, 0),
+            ValueError,
+            "mu_prior_sd must be a positive",
+        ),
+        (
+            lambda: exact(sites, prior, prior, None, grid_points=1),
+            ValueError,
+            "grid_points",
+        ),
+        (
+            lambda: exact(sites, prior, prior, None, probability=1.5),
+            ValueError,
+            "probability",
+        ),
+        (
+            lambda: exact(sites, "halfnormal", prior, None),
+            TypeError,
+            "tau_prior must be a",
+        ),
+        (lambda: ScalePrior("halfstudentt", 1.0), ValueError, "needs its degrees of freedom"),
+        (lambda: ScalePrior("halfnormal", None), TypeError, "scale of a scale prior must be a number"),
+        (lambda: shrinkage.explorer_setting(3, 1.0, 2, 2.0, ["a"]), ValueError, "prior on tau must be one of"),
+        (lambda: shrinkage.explorer_data(3, 1.0, 0, 2.0), ValueError, "number_of_sites must be a whole number >= 1"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(16))
+def test_shrinkage_functions_name_each_bad_argument(case):
+    call, error, message = _shrinkage_calls()[case]
+    with pytest.raises(error, match=re.escape(message)):
+        call()

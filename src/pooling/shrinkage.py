@@ -127,6 +127,8 @@ def sufficient_statistics(data: pd.DataFrame, x: str = "x", y: str = "y", group:
     rows = {}
     for name, frame in data.groupby(group, observed=True):
         sum_xx = float((frame[x] ** 2).sum())
+        if not sum_xx > 0:
+            raise ValueError(f"data: x is all zero in group {name!r}, so its slope is not identified")
         slope = float((frame[x] * frame[y]).sum()) / sum_xx
         rss = float(((frame[y] - slope * frame[x]) ** 2).sum())
         rows[str(name)] = {"n": len(frame), "sum_x_squared": sum_xx, "slope": slope, "rss": rss}
@@ -206,10 +208,9 @@ MAX_GRID_POINTS = 2000  # per scale: the grid holds points^2 x groups values
 
 
 def _finite_values(name: str, values) -> np.ndarray:
-    try:
-        values = np.asarray(values, dtype=float)
-    except (TypeError, ValueError) as error:
-        raise TypeError(f"{name} must be numbers, got {values!r}") from error
+    if np.asarray(values).dtype.kind not in "iuf":
+        raise TypeError(f"{name} must be numbers, got {values!r}")
+    values = np.asarray(values, dtype=float)
     if not np.isfinite(values).all():
         raise ValueError(f"{name} must be finite, got {values!r}")
     return values
