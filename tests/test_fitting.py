@@ -55,7 +55,7 @@ def test_cache_returns_the_same_fit_and_refits_a_corrupt_entry(sites, private_ca
     entry.write_bytes(entry.read_bytes()[:200])  # truncated, as by a crash or a full disk
     refitted = fit(POOLED, sites, **SMALL, demonstrates_failure=True)
     assert not refitted.from_cache
-    assert "Discarding unreadable cached fit" in capsys.readouterr().err
+    assert "Refitting toy_pooled-" in capsys.readouterr().err
     # Same seed, same draws: the refit reproduces the lost posterior exactly.
     np.testing.assert_array_equal(first.idata.posterior["x"], refitted.idata.posterior["x"])
     assert not list(private_cache.glob(".*partial"))

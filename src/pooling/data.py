@@ -71,7 +71,8 @@ def simulate_sites(
 
     rng = np.random.default_rng(seed)
     x = rng.normal(0.0, x_sd, size=(slopes.size, points_per_site))
-    y = slopes[:, None] * x + rng.normal(0.0, noise_sd, size=x.shape)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported just below, by name
+        y = slopes[:, None] * x + rng.normal(0.0, noise_sd, size=x.shape)
     if not np.isfinite(y).all():
         raise ValueError(f"slopes {slopes.tolist()}, x_sd={x_sd} and noise_sd={noise_sd} are too large: y overflows")
     return pd.DataFrame(

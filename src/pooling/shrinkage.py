@@ -160,8 +160,9 @@ def partial_pooling_posterior(
     grid_points = checks.whole_number("grid_points", grid_points, minimum=2, maximum=MAX_GRID_POINTS)
     statistics = sufficient_statistics(data)
     _check_groups(statistics, minimum_points=1)
-    if not statistics["rss"].sum() > 0:
-        raise ValueError("data: every point lies exactly on its group's line (no residual), so sigma is not identified")
+    residual, explained = statistics["rss"].sum(), (statistics["slope"] ** 2 * statistics["sum_x_squared"]).sum()
+    if not residual > 1e-24 * (residual + explained):  # residual sd under 1e-12 of the data's: rounding error
+        raise ValueError("data: every point lies on its group's line (no residual), so sigma is not identified")
     sum_xx, slope_hat = statistics["sum_x_squared"].to_numpy(float), statistics["slope"].to_numpy(float)
     n, rss = statistics["n"].to_numpy(float), statistics["rss"].to_numpy(float)
     residual_scale = float(np.sqrt(rss.sum() / max(n.sum() - len(n), 1)))
