@@ -492,3 +492,29 @@ def test_shrinkage_functions_name_each_bad_argument(case):
     call, error, message = _shrinkage_calls()[case]
     with pytest.raises(error, match=re.escape(message)):
         call()
+
+
+@pytest.mark.slow
+def test_a_read_only_cache_serves_its_fits_and_a_new_fit_is_returned_uncached(tmp_path, cache, capsys):
+    """Read-only for real (a read-only bind mount; chmod does not stop root), so it needs root to mount."""
+    from pooling.models import TOY_MODELS
+
+    small = {"draws": 300, "tune": 300, "chains": 2, "demonstrates_failure": True}
+    sites = _sites()
+    os.environ["POOLING_CHAPTER"] = "01-tiny"
+    first = fitting.fit(TOY_MODELS["toy_pooled"], sites, **small)
+    if os.geteuid() != 0 or subprocess.run(["mount", "--bind", "-o", "ro", str(cache), str(cache)]).returncode:
+        pytest.skip("a read-only bind mount needs root")
+    try:
+        capsys.readouterr()
+        again = fitting.fit(TOY_MODELS["toy_pooled"], sites, **small)
+        assert again.from_cache and capsys.readouterr().err == ""  # nothing to write, nothing to say
+        np.testing.assert_array_equal(first.idata.posterior["x"], again.idata.posterior["x"])
+        new = fitting.fit(TOY_MODELS["toy_pooled"], sites, **small, target_accept=0.9)
+        assert not new.from_cache
+        lines = capsys.readouterr().err.splitlines()
+        assert any(line.startswith(f"Fit {TOY_MODELS['toy_pooled'].name}-") and "not cached" in line for line in lines)
+        assert any("read-only" in line for line in lines) and not any("Traceback" in line for line in lines)
+    finally:
+        subprocess.run(["umount", "--lazy", str(cache)], check=True)  # lazy: xarray may still hold a file open
+        del os.environ["POOLING_CHAPTER"]

@@ -390,7 +390,11 @@ def _update_ledger(change) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         lock = open(path.with_suffix(".lock"), "a")  # "a": never truncates a lock another build holds
     except OSError as error:
-        notify(f"The ledger {path} was not updated: {describe_write_error(path.with_suffix('.lock'), error)}")
+        ledger = read_ledger(path)
+        before = json.dumps(ledger, sort_keys=True)
+        change(ledger)
+        if json.dumps(ledger, sort_keys=True) != before:  # a fully cached build records what is already there
+            notify(f"The ledger {path} was not updated: {describe_write_error(path.with_suffix('.lock'), error)}")
         return
     with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
