@@ -190,6 +190,9 @@ def test_a_killed_writer_leaves_the_old_file_intact(tmp_path):
     )
     assert subprocess.run([sys.executable, "-c", script], env=os.environ).returncode == -signal.SIGKILL
     assert target.read_text() == "the old page"
+    assert len(list(tmp_path.glob(".04-partial-pooling.html.*.partial"))) == 1  # the killed writer's temporary
+    with build.build_lock(tmp_path):  # the next build clears what a killed one left
+        assert not list(tmp_path.glob("*.partial")) and not list(tmp_path.glob(".*.partial"))
 
 
 # ---------------------------------------------------------------- full disk

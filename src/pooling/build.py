@@ -477,6 +477,8 @@ def build_lock(out_dir: Path):
         lock.truncate(0)
         lock.write(str(os.getpid()))
         lock.flush()
+        for leftover in out_dir.rglob(".*.partial"):  # from a build that was killed mid-write
+            leftover.unlink(missing_ok=True)
         try:
             yield
         finally:

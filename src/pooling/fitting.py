@@ -246,7 +246,11 @@ def _load(path: Path, meta_path: Path, key: str):
     except Exception as error:  # a corrupt entry is refitted, never trusted; HDF5 raises several kinds
         _discard(path, meta_path, f"is unreadable ({type(error).__name__}: {error})")
         return None
-    if "posterior" not in idata.groups() or idata.posterior.attrs.get(KEY_ATTRIBUTE) != key:
+    stored_key = idata.posterior.attrs.get(KEY_ATTRIBUTE) if "posterior" in idata.groups() else None
+    if stored_key is None:
+        _discard(path, meta_path, "has no key stored inside (an older cache format), so it cannot be verified")
+        return None
+    if stored_key != key:
         _discard(path, meta_path, "holds another fit than its name says (the key stored inside does not match)")
         return None
     return idata, meta
