@@ -521,3 +521,20 @@ def test_a_read_only_cache_serves_its_fits_and_a_new_fit_is_returned_uncached(tm
     finally:
         subprocess.run(["umount", "--lazy", str(cache)], check=True)  # lazy: xarray may still hold a file open
         del os.environ["POOLING_CHAPTER"]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error", "message"),
+    [
+        ({"draws": 0}, ValueError, "draws must be a whole number >= 1"),
+        ({"chains": "4"}, TypeError, "chains must be a whole number, got '4'"),
+        ({"target_accept": 1.0}, ValueError, "target_accept must be strictly between 0 and 1"),
+        ({"seed": 1.5}, ValueError, "seed must be a whole number"),
+        ({"sampler": None}, TypeError, "sampler must be the name of a Bambi inference method"),
+    ],
+)
+def test_fit_names_each_bad_setting_before_sampling(arguments, error, message, cache):
+    from pooling.models import TOY_MODELS
+
+    with pytest.raises(error, match=re.escape(message)):
+        fitting.fit(TOY_MODELS["toy_pooled"], _sites(), **arguments)

@@ -18,6 +18,7 @@ import bambi as bmb
 import numpy as np
 import pandas as pd
 
+from pooling import checks
 from pooling.data import PROJECT_ROOT
 from pooling.files import WriteError, atomic_write, atomic_write_text, describe_write_error, has_free_space, notify
 from pooling.models import ModelSpec
@@ -299,7 +300,19 @@ def fit(
     the caller is `demonstrates_failure` (a chapter showing a failing fit on purpose, which
     then reports the problems instead) or `allow_divergences` for divergences alone.
     """
-    settings = {"draws": int(draws), "tune": int(tune), "chains": int(chains), "target_accept": float(target_accept)}
+    if not isinstance(spec, ModelSpec):
+        raise TypeError(f"spec must be a ModelSpec, got {type(spec).__name__}")
+    if not isinstance(data, pd.DataFrame) or data.empty:
+        raise TypeError(f"data must be a non-empty pandas DataFrame, got {type(data).__name__}")
+    if not isinstance(sampler, str) or not sampler:
+        raise TypeError(f"sampler must be the name of a Bambi inference method, e.g. 'nutpie', got {sampler!r}")
+    settings = {
+        "draws": checks.whole_number("draws", draws),
+        "tune": checks.whole_number("tune", tune, minimum=0),
+        "chains": checks.whole_number("chains", chains),
+        "target_accept": checks.probability("target_accept", target_accept),
+    }
+    seed = checks.whole_number("seed", seed, minimum=0)
     model = spec.build(data)
     key = cache_key(spec, data, sampler, settings, seed, log_likelihood)
     path = cache_dir() / f"{spec.name}-{key[:16]}.nc"
