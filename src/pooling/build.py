@@ -166,7 +166,7 @@ def _code_cell_lines(path: Path) -> list[int]:
 CODE_FENCE = re.compile(r"^```+\s*\{python")
 
 
-def describe_failure(path: Path, notebook: nbformat.NotebookNode, error: CellExecutionError, colour: bool) -> str:
+def describe_failure(path: Path, notebook: nbformat.NotebookNode, error: CellExecutionError) -> str:
     """Where a chapter failed (the `.qmd` line, the code cell's number and label), the chapter's own frames
     (its cells and this package's code, not the libraries') and the exception."""
     code_cells = [cell for cell in notebook.cells if cell.cell_type == "code"]
@@ -217,10 +217,10 @@ def describe_failure(path: Path, notebook: nbformat.NotebookNode, error: CellExe
     where = f"{source}:{first_line or (fences[failing] if failing is not None and failing < len(fences) else 1)}"
     what = f"{cell_name(failing)} failed" if failing is not None else "failed"
     message = f"{where}: {what}\n" + "\n".join(frame.rstrip() for frame in frames) + f"\n{error.ename}: {error.evalue}"
-    return message if colour else ANSI_CODES.sub("", message)
+    return ANSI_CODES.sub("", message)  # plain text: it goes to logs and the error page too
 
 
-def execute_chapter(path: Path, reuse_executed: bool = False, colour: bool = False) -> ChapterResult:
+def execute_chapter(path: Path, reuse_executed: bool = False) -> ChapterResult:
     """Run every cell in a fresh kernel from the chapter's folder, as Quarto does.
 
     With `reuse_executed`, a chapter whose inputs are unchanged since it last ran is not executed again: the
@@ -255,7 +255,7 @@ def execute_chapter(path: Path, reuse_executed: bool = False, colour: bool = Fal
     try:
         client.execute(env=os.environ | {NOTICES_VARIABLE: str(notices_file)})
     except CellExecutionError as error:
-        result.error = describe_failure(path, notebook, error, colour)
+        result.error = describe_failure(path, notebook, error)
     except Exception as error:  # the kernel died or was stopped: say so, never leave a good-looking page
         result.error = f"{_shown(path)}: the kernel stopped ({type(error).__name__}: {error})"
     finally:
@@ -498,7 +498,6 @@ def build_preview(
     out_dir: Path = PREVIEW_DIR,
     reuse_executed: bool = False,
     report=None,
-    colour: bool = False,
 ) -> list[ChapterResult]:
     """Execute the chapters (in `jobs` parallel kernels) and write the preview: pages for those that ran, error
     pages for those that failed.
@@ -521,12 +520,12 @@ def build_preview(
     with build_lock(out_dir):
         pool = ThreadPoolExecutor(max_workers=jobs)
         try:
-            futures = [pool.submit(execute_chapter, source, reuse_executed, colour) for source in regular]
+            futures = [pool.submit(execute_chapter, source, reuse_executed) for source in regular]
             for future in as_completed(futures):
                 finished(future.result())
             pool.shutdown()
             for source in summaries:
-                finished(execute_chapter(source, reuse_executed, colour))
+                finished(execute_chapter(source, reuse_executed))
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)
             stop_running_kernels()
@@ -555,7 +554,6 @@ def main(argv=None) -> int:
     missing = [str(chapter) for chapter in args.chapters if not chapter.is_file()]
     if missing:
         parser.error(f"no such chapter: {', '.join(missing)}")
-    colour = sys.stderr.isatty()
     shown = set()
 
     def report(result: ChapterResult) -> None:
@@ -572,7 +570,6 @@ def main(argv=None) -> int:
             out_dir=args.out_dir.resolve(),
             reuse_executed=not args.execute_all,
             report=report,
-            colour=colour,
         )
     except BuildLocked as error:
         print(error, file=sys.stderr)
