@@ -70,3 +70,28 @@ def finite_column(name: str, data: pd.DataFrame, column: str) -> np.ndarray:
         first = int(np.argmin(np.isfinite(values)))
         raise ValueError(f"{name}[{column!r}] has a missing or infinite value (position {first}): {values[first]}")
     return values
+
+
+def array(name: str, values, *, positive: bool = False) -> np.ndarray:
+    """A number or array of numbers (not strings or bools), all finite, and with `positive` all > 0."""
+    if np.asarray(values).dtype.kind not in "iuf":
+        raise TypeError(f"{name} must be numbers, got {values!r}")
+    values = np.asarray(values, dtype=float)
+    if not np.isfinite(values).all():
+        raise ValueError(f"{name} must be finite, got {values!r}")
+    if positive and not (values > 0).all():
+        raise ValueError(f"{name} must be positive, got {values!r}")
+    return values
+
+
+def slope_groups(statistics: pd.DataFrame, minimum_points: int) -> None:
+    """Each group of `shrinkage.sufficient_statistics` has an identified slope (x not all zero), at least
+    `minimum_points` points, and values small enough to compute with."""
+    for name, row in statistics.iterrows():
+        if not (np.isfinite(row["sum_x_squared"]) and row["sum_x_squared"] > 0):
+            raise ValueError(f"data: x is all zero (or overflows) in group {name!r}, so its slope is not identified")
+        if row["n"] < minimum_points:
+            count = int(row["n"])
+            raise ValueError(f"data: group {name!r} has {count} point; each group needs {minimum_points} or more")
+        if not np.isfinite(row[["slope", "rss"]].to_numpy(float)).all():
+            raise ValueError(f"data: the values in group {name!r} are too large to compute with; rescale them")

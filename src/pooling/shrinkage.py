@@ -21,7 +21,7 @@ def least_squares_slopes(
     uses Student's t on those degrees of freedom (with 3 points, 2), not the normal.
     """
     probability = checks.probability("probability", probability)
-    _check_groups(sufficient_statistics(data, x, y, group), minimum_points=2)
+    checks.slope_groups(sufficient_statistics(data, x, y, group), minimum_points=2)
     table = pd.concat(
         [sufficient_statistics(data, x, y, group), sufficient_statistics(data.assign(**{group: "pooled"}), x, y, group)]
     )
@@ -39,7 +39,7 @@ def shrinkage_factor(sum_x_squared, sigma, tau):
     Broadcasts, so posterior draws of sigma and tau give posterior draws of w.
     """
     for name, values in (("sum_x_squared", sum_x_squared), ("sigma", sigma), ("tau", tau)):
-        _positive_values(name, values)
+        checks.array(name, values, positive=True)
     data_precision = np.asarray(sum_x_squared) / np.asarray(sigma) ** 2
     return data_precision / (data_precision + 1.0 / np.asarray(tau) ** 2)
 
@@ -51,7 +51,7 @@ def conditional_slope_posterior(slope_hat, sum_x_squared, sigma, tau, mu):
     1 / (S / sigma^2 + 1 / tau^2). Arguments broadcast.
     """
     for name, values in (("slope_hat", slope_hat), ("mu", mu)):
-        _finite_values(name, values)
+        checks.array(name, values)
     weight = shrinkage_factor(sum_x_squared, sigma, tau)
     mean = weight * np.asarray(slope_hat) + (1 - weight) * np.asarray(mu)
     variance = 1.0 / (np.asarray(sum_x_squared) / np.asarray(sigma) ** 2 + 1.0 / np.asarray(tau) ** 2)
@@ -157,9 +157,10 @@ def partial_pooling_posterior(
     if mu_prior_sd is not None:
         checks.number("mu_prior_sd", mu_prior_sd, positive=True)
     probability = checks.probability("probability", probability)
-    grid_points = checks.whole_number("grid_points", grid_points, minimum=2, maximum=MAX_GRID_POINTS)
+    # The grid holds grid_points^2 x groups values: 2000 per scale is far past any accuracy the book needs.
+    grid_points = checks.whole_number("grid_points", grid_points, minimum=2, maximum=2000)
     statistics = sufficient_statistics(data)
-    _check_groups(statistics, minimum_points=1)
+    checks.slope_groups(statistics, minimum_points=1)
     residual, explained = statistics["rss"].sum(), (statistics["slope"] ** 2 * statistics["sum_x_squared"]).sum()
     if not residual > 1e-24 * (residual + explained):  # residual sd under 1e-12 of the data's: rounding error
         raise ValueError("data: every point lies on its group's line (no residual), so sigma is not identified")
@@ -203,38 +204,6 @@ def partial_pooling_posterior(
         tau_density=cell.sum(0),
         mu_mean=float((cell * mu_mean).sum()),
     )
-
-
-MAX_GRID_POINTS = 2000  # per scale: the grid holds points^2 x groups values
-
-
-def _finite_values(name: str, values) -> np.ndarray:
-    if np.asarray(values).dtype.kind not in "iuf":
-        raise TypeError(f"{name} must be numbers, got {values!r}")
-    values = np.asarray(values, dtype=float)
-    if not np.isfinite(values).all():
-        raise ValueError(f"{name} must be finite, got {values!r}")
-    return values
-
-
-def _positive_values(name: str, values) -> np.ndarray:
-    values = _finite_values(name, values)
-    if not (values > 0).all():
-        raise ValueError(f"{name} must be positive, got {values!r}")
-    return values
-
-
-def _check_groups(statistics: pd.DataFrame, minimum_points: int) -> None:
-    """Every group's slope must be identified (x not all zero) and, for its standard error, have 2+ points."""
-    for name, row in statistics.iterrows():
-        if not (np.isfinite(row["sum_x_squared"]) and row["sum_x_squared"] > 0):
-            raise ValueError(f"data: x is all zero (or overflows) in group {name!r}, so its slope is not identified")
-        if row["n"] < minimum_points:
-            raise ValueError(
-                f"data: group {name!r} has {int(row['n'])} point; each group needs {minimum_points} or more"
-            )
-        if not np.isfinite(row[["slope", "rss"]].to_numpy(float)).all():
-            raise ValueError(f"data: the values in group {name!r} are too large to compute with; rescale them")
 
 
 def _grid_posterior(statistics, sigma_prior, sigma_range, tau_prior, tau_range, grid_points, mu_prior_sd):
