@@ -25,6 +25,7 @@ RADON_FILES = {
 }
 RADON_URL = "https://raw.githubusercontent.com/stan-dev/example-models/master/ARM/Ch.12/"
 MIRROR_VARIABLE = "RADON_MIRROR"
+DOWNLOAD_TIMEOUT = 60  # seconds without data before a download is abandoned
 
 
 class DataError(RuntimeError):
@@ -119,8 +120,9 @@ def _copy_verified(name: str, source: str, target: Path) -> None:
 
     def fetch(partial: Path) -> None:
         if "://" in source:
-            try:
-                urllib.request.urlretrieve(source, partial)
+            try:  # with a timeout: a blocked network must fail with this message, not hang the build
+                with urllib.request.urlopen(source, timeout=DOWNLOAD_TIMEOUT) as response, open(partial, "wb") as out:
+                    shutil.copyfileobj(response, out)
             except OSError as error:
                 raise DataError(f"{name} could not be downloaded from {source} ({error})") from error
         elif not Path(source).is_file():
