@@ -62,7 +62,7 @@ def test_failed_chapter_is_replaced_by_an_error_page_and_the_build_says_incomple
     captured = capsys.readouterr()
     page = (out / "01-tiny.html").read_text()
     assert 'data-build-failed="true"' in page and "fine" not in page  # the old page is gone
-    assert not (out / "01-tiny.ipynb").exists()
+    assert not (out / "01-tiny.ipynb").exists() and "01-tiny.ipynb" not in page  # no link to a missing notebook
     assert "Preview incomplete: 1 chapter failed" in captured.err
     assert "Offline preview" not in captured.out
     # Code cell 3 is the notebook's 6th cell (prose between); the lines are those of the .qmd file.

@@ -364,7 +364,8 @@ document.querySelectorAll(".celltag_code_fold .jp-InputArea").forEach(function (
 </script>"""
 
 
-def _navigation(pages: list[tuple[str, str]], current: str) -> str:
+def _navigation(pages: list[tuple[str, str]], current: str, with_notebook: bool = True) -> str:
+    """The links to every page, and to the current page's notebook unless it has none (a failed chapter)."""
     links = []
     for target, title in pages:
         relative = os.path.relpath(target, os.path.dirname(current) or ".")
@@ -376,7 +377,8 @@ def _navigation(pages: list[tuple[str, str]], current: str) -> str:
         '<nav class="book-navigation" style="padding:0.6em 1em;border-bottom:1px solid #ddd;'
         'display:flex;flex-wrap:wrap;gap:0.4em 1.2em;font-family:sans-serif;font-size:0.9em">'
         + " ".join(links)
-        + f" | {notebook_link}</nav>"
+        + (f" | {notebook_link}" if with_notebook else "")
+        + "</nav>"
     )
 
 
@@ -435,7 +437,7 @@ def write_preview(results: list[ChapterResult], out_dir: Path = PREVIEW_DIR, roo
         target = out_dir / page
         target.parent.mkdir(parents=True, exist_ok=True)
         if result.error is not None:
-            atomic_write_text(target, _error_page(result, _navigation(pages, page)))
+            atomic_write_text(target, _error_page(result, _navigation(pages, page, with_notebook=False)))
             target.with_suffix(".ipynb").unlink(missing_ok=True)
             written.append(target)
             continue
