@@ -77,24 +77,27 @@ def test_corrupt_mirror_file_is_refused_and_nothing_is_left(mirror, tmp_path, da
     target.write_bytes(content[: len(content) // 2] if damage == "truncate" else content.replace(b"MN", b"MX", 1))
     raw = tmp_path / "raw"
     with pytest.raises(DataError, match=r"srrs2\.dat .*SHA-256"):
-        fetch_radon_files(raw, mirror=str(mirror))
+        fetch_radon_files(raw, mirror=str(mirror), url=None)
     assert not (raw / "srrs2.dat").exists()
     assert not [p for p in raw.iterdir() if p.name.startswith(".srrs2")]
 
 
 def test_missing_mirror_file_is_named(mirror, tmp_path):
     (mirror / "cty.dat").unlink()
-    with pytest.raises(DataError, match=r"cty\.dat is missing"):
-        fetch_radon_files(tmp_path / "raw", mirror=str(mirror))
+    with pytest.raises(DataError, match=r"cty\.dat is missing from the mirror folder .*RADON_MIRROR="):
+        fetch_radon_files(tmp_path / "raw", mirror=str(mirror), url=None)
 
 
-def test_corrupted_local_copy_is_caught(mirror, tmp_path):
+def test_corrupted_local_copy_is_moved_aside_and_fetched_again(mirror, tmp_path, capsys):
     raw = tmp_path / "raw"
     fetch_radon_files(raw, mirror=str(mirror))
     with open(raw / "cty.dat", "ab") as handle:
         handle.write(b"99,999,XX,NOWHERE,0,0,1.0\n")
-    with pytest.raises(DataError, match=r"cty\.dat .*SHA-256"):
-        fetch_radon_files(raw, mirror=str(mirror))
+    fetch_radon_files(raw, mirror=str(mirror), url=None)
+    assert data.sha256(raw / "cty.dat") == data.RADON_FILES["cty.dat"]
+    (aside,) = raw.glob("cty.dat.bad-*")
+    assert aside.read_bytes().endswith(b"NOWHERE,0,0,1.0\n")  # kept for inspection, out of the way
+    assert f"{raw / 'cty.dat'} was corrupt" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")

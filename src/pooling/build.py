@@ -7,14 +7,19 @@ and titles come from `_quarto.yml`; nothing is written twice.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import hashlib
 import html
 import os
 import re
 import shutil
+import signal
 import sys
+import tempfile
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,10 +31,12 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 from nbconvert import HTMLExporter
 from nbconvert.preprocessors import TagRemovePreprocessor
+from traitlets.config import Config
 
 from pooling.chapter import PLOTLY_ASSET, ensure_plotly_asset
 from pooling.data import PROJECT_ROOT
-from pooling.fitting import cache_dir
+from pooling.files import NOTICES_VARIABLE, WriteError, atomic_write, atomic_write_text, notify, read_notices
+from pooling.fitting import chapter_fits, executed_dir, read_ledger
 
 PREVIEW_DIR = PROJECT_ROOT / "_preview"
 CELL_TIMEOUT = 1800  # seconds; the all-states fits are the slowest cells
@@ -44,6 +51,9 @@ class ChapterResult:
     error: str | None = None
     frozen: bool = False  # outputs reused from an earlier execution of the same inputs
     notebook: nbformat.NotebookNode | None = field(default=None, repr=False)
+    fits_sampled: int = 0
+    fits_loaded: int = 0
+    notices: list[str] = field(default_factory=list)  # from the kernel (cache, data), for the console
 
 
 def quarto_config(root: Path = PROJECT_ROOT) -> dict:
@@ -101,7 +111,114 @@ def execution_key(path: Path, root: Path = PROJECT_ROOT) -> str:
 
 def frozen_path(path: Path, root: Path = PROJECT_ROOT) -> Path:
     """Where the executed notebook of these exact inputs is kept (beside the fit cache)."""
-    return cache_dir().parent / "executed" / f"{path.stem}-{execution_key(path, root)}.ipynb"
+    return executed_dir() / f"{path.stem}-{execution_key(path, root)}.ipynb"
+
+
+_RUNNING_CLIENTS: set[NotebookClient] = set()  # the kernels to stop on Ctrl-C
+_RUNNING_LOCK = threading.Lock()
+ANSI_CODES = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _reusable(frozen: Path) -> nbformat.NotebookNode | None:
+    """The executed notebook at `frozen`, if it is readable and every fit it made is still in the ledger."""
+    try:
+        notebook = nbformat.read(frozen, as_version=4)
+    except (OSError, ValueError, nbformat.ValidationError):
+        return None
+    ledger = read_ledger()
+    if any(key not in ledger for key in notebook.metadata.get("pooling", {}).get("fits", [])):
+        return None  # the record of its fits was lost: run it again so the appendix lists them
+    return notebook
+
+
+def _save_executed(path: Path, notebook: nbformat.NotebookNode, frozen: Path) -> None:
+    """Keep the executed notebook for reuse, with its fits; drop older ones of the same chapter."""
+    notebook.metadata["pooling"] = {"fits": chapter_fits(path.stem)}
+    try:
+        frozen.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(frozen, nbformat.writes(notebook))
+    except OSError as error:
+        notify(f"{path.name} will run again next time: its executed notebook was not saved ({error})")
+        return
+    _remove_executed(path, keep=frozen)
+
+
+def _remove_executed(path: Path, keep: Path | None = None) -> None:
+    """Delete the chapter's kept executed notebooks (all, or all but `keep`)."""
+    pattern = re.compile(re.escape(path.stem) + r"-[0-9a-f]{16}\.ipynb")
+    for stale in executed_dir().glob(f"{path.stem}-*.ipynb"):
+        if stale != keep and pattern.fullmatch(stale.name):
+            try:
+                stale.unlink()
+            except OSError:
+                pass  # a read-only cache: the stale notebook's key never matches, so it is never reused
+
+
+def _shown(path: Path) -> Path:
+    """A path as the console shows it: relative to the project when inside it."""
+    return path.relative_to(PROJECT_ROOT) if path.is_relative_to(PROJECT_ROOT) else path
+
+
+def _code_cell_lines(path: Path) -> list[int]:
+    """The `.qmd` line number of each code cell's opening fence, in order."""
+    return [number for number, line in enumerate(path.read_text().splitlines(), 1) if CODE_FENCE.match(line)]
+
+
+CODE_FENCE = re.compile(r"^```+\s*\{python")
+
+
+def describe_failure(path: Path, notebook: nbformat.NotebookNode, error: CellExecutionError) -> str:
+    """Where a chapter failed (the `.qmd` line, the code cell's number and label), the chapter's own frames
+    (its cells and this package's code, not the libraries') and the exception."""
+    code_cells = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    fences = _code_cell_lines(path)
+    by_count = {cell.get("execution_count"): number for number, cell in enumerate(code_cells)}
+    failing = next(
+        (
+            number
+            for number, cell in enumerate(code_cells)
+            if any(output.get("output_type") == "error" for output in cell.get("outputs", []))
+        ),
+        None,
+    )
+    source = _shown(path)
+
+    def cell_name(number: int) -> str:
+        label = cell_options(code_cells[number].source).get("label")
+        return f"code cell {number + 1}" + (f" ({label})" if label else "")
+
+    frames, hidden, first_line = [], 0, None
+    entries = []
+    if failing is not None:
+        entries = next(
+            output["traceback"] for output in code_cells[failing].outputs if output.get("output_type") == "error"
+        )
+    for entry in entries:
+        plain = ANSI_CODES.sub("", entry)
+        cell = re.match(r"Cell In\[(\d+)\], line (\d+)", plain)
+        if cell and by_count.get(int(cell.group(1)), len(fences)) < len(fences):
+            number = by_count[int(cell.group(1))]
+            line = fences[number] + int(cell.group(2))
+            first_line = first_line or line
+            header, _, body = plain[cell.end() :].partition("\n")
+            # The code lines are numbered as in the .qmd, not within the cell.
+            body = re.sub(
+                r"^(-*> ?|\s*)(\d+)",
+                lambda m, at=fences[number]: m.group(1) + str(int(m.group(2)) + at),
+                body,
+                flags=re.M,
+            )
+            frames.append(f"{source}:{line}, in {cell_name(number)}{header}\n{body}")
+        elif plain.startswith("File ") and str(PROJECT_ROOT / "src") in plain.split("\n", 1)[0]:
+            frames.append(plain.replace(str(PROJECT_ROOT) + "/", ""))
+        elif plain.startswith("File "):
+            hidden += 1
+    if hidden:
+        frames.append(f"({hidden} library frame{'s' if hidden > 1 else ''} not shown)")
+    where = f"{source}:{first_line or (fences[failing] if failing is not None and failing < len(fences) else 1)}"
+    what = f"{cell_name(failing)} failed" if failing is not None else "failed"
+    message = f"{where}: {what}\n" + "\n".join(frame.rstrip() for frame in frames) + f"\n{error.ename}: {error.evalue}"
+    return ANSI_CODES.sub("", message)  # plain text: it goes to logs and the error page too
 
 
 def execute_chapter(path: Path, reuse_executed: bool = False) -> ChapterResult:
@@ -109,44 +226,74 @@ def execute_chapter(path: Path, reuse_executed: bool = False) -> ChapterResult:
 
     With `reuse_executed`, a chapter whose inputs are unchanged since it last ran is not executed again: the
     offline counterpart of Quarto's `freeze`, but keyed on the package and environment too, not only the `.qmd`.
-    A page marked `reads-other-pages` in its front matter always runs.
+    A page marked `reads-other-pages` in its front matter always runs, and so does a chapter whose fits are
+    missing from the ledger. Notices from the kernel (cache, data) and the fits it sampled or loaded are
+    collected for the console, never left in the page.
     """
     notebook, front_matter = read_chapter(path)
     result = ChapterResult(path, front_matter.get("title", path.stem), front_matter.get("abstract", "").strip())
     start = time.perf_counter()
     frozen = frozen_path(path)
-    if reuse_executed and frozen.exists() and not front_matter.get("reads-other-pages", False):
-        result.notebook, result.frozen = nbformat.read(frozen, as_version=4), True
-        result.seconds = time.perf_counter() - start
-        return result
+    if reuse_executed and not front_matter.get("reads-other-pages", False):
+        reused = _reusable(frozen) if frozen.exists() else None
+        if reused is not None:
+            result.notebook, result.frozen = reused, True
+            result.seconds = time.perf_counter() - start
+            return result
+    scratch = Path(tempfile.mkdtemp(prefix="pooling-"))  # this kernel's sockets and notices
+    notices_file = scratch / "notices.jsonl"
+    # The kernel talks to the build over local IPC sockets, not TCP: nothing is sent over the network, so ipykernel
+    # has nothing to warn about (its "running over TCP without encryption" warning names IPC as the remedy).
     client = NotebookClient(
-        notebook, timeout=CELL_TIMEOUT, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+        notebook,
+        timeout=CELL_TIMEOUT,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+        config=Config({"KernelManager": {"transport": "ipc", "ip": str(scratch / "kernel")}}),
     )
+    with _RUNNING_LOCK:
+        _RUNNING_CLIENTS.add(client)
     try:
-        client.execute()
+        client.execute(env=os.environ | {NOTICES_VARIABLE: str(notices_file)})
     except CellExecutionError as error:
-        failing = next(
-            (
-                number
-                for number, cell in enumerate(notebook.cells)
-                if cell.cell_type == "code"
-                and any(output.get("output_type") == "error" for output in cell.get("outputs", []))
-            ),
-            None,
-        )
-        label = cell_options(notebook.cells[failing].source).get("label", "") if failing is not None else ""
-        where = f"cell {failing}" + (f" ({label})" if label else "")
-        result.error = f"{path.relative_to(PROJECT_ROOT)}: {where} failed:\n{error}"
+        result.error = describe_failure(path, notebook, error)
+    except Exception as error:  # the kernel died or was stopped: say so, never leave a good-looking page
+        result.error = f"{_shown(path)}: the kernel stopped ({type(error).__name__}: {error})"
+    finally:
+        with _RUNNING_LOCK:
+            _RUNNING_CLIENTS.discard(client)
+        for notice in read_notices(notices_file):
+            kind = notice.get("kind")
+            if kind == "sampled":
+                result.fits_sampled += 1
+            elif kind == "loaded":
+                result.fits_loaded += 1
+            else:
+                result.notices.append(notice.get("message", ""))
+        shutil.rmtree(scratch, ignore_errors=True)
     result.seconds = time.perf_counter() - start
     result.notebook = notebook
     if result.error is None:
-        frozen.parent.mkdir(parents=True, exist_ok=True)
-        for stale in frozen.parent.glob(f"{path.stem}-*.ipynb"):
-            stale.unlink()
-        partial = frozen.with_suffix(".partial")
-        nbformat.write(notebook, partial)
-        partial.replace(frozen)  # atomic: a half-written notebook is never reused
+        _save_executed(path, notebook, frozen)
+    else:
+        _remove_executed(path)  # its fits are no longer in the ledger: the appendix must not expect them
     return result
+
+
+def stop_running_kernels() -> int:
+    """Kill every chapter kernel still running (with its child processes); return how many there were."""
+    with _RUNNING_LOCK:
+        clients = list(_RUNNING_CLIENTS)
+    for client in clients:
+        provisioner = getattr(client.km, "provisioner", None) if client.km is not None else None
+        try:
+            if getattr(provisioner, "pgid", None) and provisioner.pgid != os.getpgrp():
+                os.killpg(provisioner.pgid, signal.SIGKILL)
+            elif getattr(provisioner, "pid", None):
+                os.kill(provisioner.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return len(clients)
 
 
 def _page_links(markdown: str) -> str:
@@ -303,7 +450,7 @@ def post_render(out_dir: Path) -> list[Path]:
         if file.suffix == ".html":
             cleaned = without_unneeded_scripts(text, str(file))
             if cleaned != text:
-                file.write_text(cleaned)
+                atomic_write_text(file, cleaned)
                 changed.append(file)
             text = cleaned
         problems += [f"{file}: loads {address}" for address in outside_resources(text)]
@@ -325,7 +472,8 @@ document.querySelectorAll(".celltag_code_fold .jp-InputArea").forEach(function (
 </script>"""
 
 
-def _navigation(pages: list[tuple[str, str]], current: str) -> str:
+def _navigation(pages: list[tuple[str, str]], current: str, with_notebook: bool = True) -> str:
+    """The links to every page, and to the current page's notebook unless it has none (a failed chapter)."""
     links = []
     for target, title in pages:
         relative = os.path.relpath(target, os.path.dirname(current) or ".")
@@ -337,24 +485,71 @@ def _navigation(pages: list[tuple[str, str]], current: str) -> str:
         '<nav class="book-navigation" style="padding:0.6em 1em;border-bottom:1px solid #ddd;'
         'display:flex;flex-wrap:wrap;gap:0.4em 1.2em;font-family:sans-serif;font-size:0.9em">'
         + " ".join(links)
-        + f" | {notebook_link}</nav>"
+        + (f" | {notebook_link}" if with_notebook else "")
+        + "</nav>"
+    )
+
+
+def _without_warnings(notebook: nbformat.NotebookNode, config: dict) -> nbformat.NotebookNode:
+    """Drop standard-error output where `warning: false` applies (the project's setting or the cell's), as
+    Quarto's Jupyter engine does: it counts every stderr stream as a warning."""
+    notebook = nbformat.from_dict(notebook)
+    default = config.get("execute", {}).get("warning", True)
+    for cell in notebook.cells:
+        if cell.cell_type == "code" and cell_options(cell.source).get("warning", default) is False:
+            cell.outputs = [
+                output
+                for output in cell.outputs
+                if not (output.get("output_type") == "stream" and output.get("name") == "stderr")
+            ]
+    return notebook
+
+
+def _page_path(source: Path, root: Path) -> Path:
+    """Where a chapter's page goes in the preview: its place in the project (a file outside it: its name)."""
+    return (source.relative_to(root) if source.is_relative_to(root) else Path(source.name)).with_suffix(".html")
+
+
+def _error_page(result: ChapterResult, navigation: str) -> str:
+    """The page that replaces a chapter that failed: unmistakably not the chapter."""
+    return (
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>Build failed: {html.escape(result.title)}</title>'
+        '</head><body data-build-failed="true">' + navigation + '<main style="padding:1em;font-family:sans-serif">'
+        f'<h1 style="color:#b00020">This chapter failed to build: {html.escape(result.title)}</h1>'
+        "<p>The last build stopped in this chapter, so there is no page to show. Fix the error below and build "
+        "again (<code>make site</code>).</p>"
+        f'<pre style="white-space:pre-wrap;background:#fdf0f0;padding:1em">{html.escape(result.error or "")}</pre>'
+        "</main></body></html>\n"
     )
 
 
 def write_preview(results: list[ChapterResult], out_dir: Path = PREVIEW_DIR, root: Path = PROJECT_ROOT) -> list[Path]:
-    """Write each executed chapter as an HTML page plus its notebook; return the page paths."""
+    """Write each executed chapter as an HTML page plus its notebook, and an error page for each failed one.
+
+    Every file is written to a temporary name and renamed into place, so a page is never half-written; a
+    failed chapter's old page and notebook are replaced (a failed build never looks like a good one).
+    Returns the page paths.
+    """
     exporter = HTMLExporter(template_name="lab")
     exporter.register_preprocessor(
         TagRemovePreprocessor(remove_input_tags={"remove_input"}, remove_all_outputs_tags={"remove_output"}),
         enabled=True,
     )
-    pages = [(str(result.source.relative_to(root).with_suffix(".html")), result.title) for result in results]
+    config = quarto_config(root) if (root / "_quarto.yml").exists() else {}
+    pages = [(str(_page_path(result.source, root)), result.title) for result in results]
     asset = out_dir / PLOTLY_ASSET
     asset.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(ensure_plotly_asset(root), asset)
+    atomic_write(asset, lambda target: shutil.copyfile(ensure_plotly_asset(root), target))
     written = []
     for result, (page, title) in zip(results, pages, strict=True):
-        notebook = _preview_cells(result.notebook)
+        target = out_dir / page
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if result.error is not None:
+            atomic_write_text(target, _error_page(result, _navigation(pages, page, with_notebook=False)))
+            target.with_suffix(".ipynb").unlink(missing_ok=True)
+            written.append(target)
+            continue
+        notebook = _preview_cells(_without_warnings(result.notebook, config))
         heading = f"# {title}" + (f"\n\n*{result.abstract}*" if result.abstract else "")
         notebook.cells.insert(0, nbformat.v4.new_markdown_cell(heading))
         body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": title}})
@@ -364,36 +559,97 @@ def write_preview(results: list[ChapterResult], out_dir: Path = PREVIEW_DIR, roo
         )
         body = body.replace("</body>", FOLD_SCRIPT + "</body>", 1)
         body = without_unneeded_scripts(body, page)
-        target = out_dir / page
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(body)
-        nbformat.write(result.notebook, target.with_suffix(".ipynb"))
+        atomic_write_text(target, body)
+        atomic_write_text(target.with_suffix(".ipynb"), nbformat.writes(result.notebook))
         written.append(target)
     return written
 
 
+class BuildLocked(RuntimeError):
+    """Another build is writing the same preview folder."""
+
+
+@contextlib.contextmanager
+def build_lock(out_dir: Path):
+    """Hold the preview folder's lock for the whole build; a second build in the same folder stops at once."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / ".build.lock"
+    with open(path, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            raise BuildLocked(
+                f"Another build (process {holder}) is writing {out_dir}: wait for it to finish, then run again."
+            ) from None
+        lock.truncate(0)
+        lock.write(str(os.getpid()))
+        lock.flush()
+        for leftover in out_dir.rglob(".*.partial"):  # from a build that was killed mid-write
+            leftover.unlink(missing_ok=True)
+        try:
+            yield
+        finally:
+            lock.truncate(0)
+
+
+def progress_line(result: ChapterResult) -> str:
+    """One line for the console as a chapter finishes: status, seconds, name, fits sampled and loaded."""
+    status = "FAILED" if result.error else "reused" if result.frozen else "ok"
+    fits = "" if result.frozen else f"  fits: {result.fits_sampled} sampled, {result.fits_loaded} from cache"
+    return f"{status:6} {result.seconds:7.1f} s  {_shown(result.source)}{fits}"
+
+
 def build_preview(
-    sources: list[Path] | None = None, jobs: int = 1, out_dir: Path = PREVIEW_DIR, reuse_executed: bool = False
+    sources: list[Path] | None = None,
+    jobs: int = 1,
+    out_dir: Path = PREVIEW_DIR,
+    reuse_executed: bool = False,
+    report=None,
 ) -> list[ChapterResult]:
-    """Execute the chapters (in `jobs` parallel kernels) and write the preview of those that ran.
+    """Execute the chapters (in `jobs` parallel kernels) and write the preview: pages for those that ran, error
+    pages for those that failed.
 
     Pages marked `reads-other-pages` (the appendix that lists every fit) run after all the others have finished.
+    `report(result)` is called as each chapter finishes. On Ctrl-C the running kernels are stopped, queued
+    chapters are dropped, nothing is written and KeyboardInterrupt is raised again. Raises BuildLocked when
+    another build holds the preview folder.
     """
     sources = sources or chapter_sources()
     summaries = [source for source in sources if read_chapter(source)[1].get("reads-other-pages", False)]
     regular = [source for source in sources if source not in summaries]
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        runs = pool.map(lambda source: execute_chapter(source, reuse_executed), regular)
-        executed = dict(zip(regular, runs, strict=True))
-    executed |= {source: execute_chapter(source, reuse_executed) for source in summaries}
-    results = [executed[source] for source in sources]
-    write_preview([result for result in results if result.error is None], out_dir)
+    executed = {}
+
+    def finished(result: ChapterResult) -> None:
+        executed[result.source] = result
+        if report is not None:
+            report(result)
+
+    with build_lock(out_dir):
+        pool = ThreadPoolExecutor(max_workers=jobs)
+        try:
+            futures = [pool.submit(execute_chapter, source, reuse_executed) for source in regular]
+            for future in as_completed(futures):
+                finished(future.result())
+            pool.shutdown()
+            for source in summaries:
+                finished(execute_chapter(source, reuse_executed))
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            stop_running_kernels()
+            pool.shutdown(wait=True)
+            raise
+        results = [executed[source] for source in sources]
+        write_preview(results, out_dir)
     return results
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["preview", "asset", "post-render"])
+    parser.add_argument("chapters", nargs="*", type=Path, help="only these .qmd files (default: the whole site)")
+    parser.add_argument("--out-dir", type=Path, default=PREVIEW_DIR, help="where the preview is written")
     parser.add_argument("--jobs", type=int, default=1, help="chapters executed at once")
     parser.add_argument(
         "--execute-all", action="store_true", help="run every chapter, even those whose inputs have not changed"
@@ -412,15 +668,49 @@ def main(argv=None) -> int:
             return 1
         print(f"post-render: third-party scripts removed from {len(changed)} pages; nothing loads from other hosts")
         return 0
-    results = build_preview(jobs=args.jobs, reuse_executed=not args.execute_all)
-    for result in results:
-        status = "FAILED" if result.error else "frozen" if result.frozen else "ok"
-        print(f"{status:6} {result.seconds:7.1f} s  {result.source.relative_to(PROJECT_ROOT)}")
-    failures = [result.error for result in results if result.error]
+    if args.jobs < 1:
+        parser.error(f"--jobs must be 1 or more, got {args.jobs}")
+    missing = [str(chapter) for chapter in args.chapters if not chapter.is_file()]
+    if missing:
+        parser.error(f"no such chapter: {', '.join(missing)}")
+    shown = set()
+
+    def report(result: ChapterResult) -> None:
+        print(progress_line(result), flush=True)
+        for notice in result.notices:
+            if notice not in shown:  # a read-only cache says so once, not once per chapter
+                shown.add(notice)
+                print(f"       {notice}", flush=True)
+
+    try:
+        results = build_preview(
+            [chapter.resolve() for chapter in args.chapters] or None,
+            jobs=args.jobs,
+            out_dir=args.out_dir.resolve(),
+            reuse_executed=not args.execute_all,
+            report=report,
+        )
+    except BuildLocked as error:
+        print(error, file=sys.stderr)
+        return 75  # EX_TEMPFAIL: try again later
+    except KeyboardInterrupt:
+        print("Interrupted: running chapters stopped, the preview left as it was.", file=sys.stderr)
+        return 130
+    except WriteError as error:
+        print(f"The preview is incomplete: {error}", file=sys.stderr)
+        return 1
+    failures = [result for result in results if result.error]
     for failure in failures:
-        print(failure, file=sys.stderr)
-    print(f"Offline preview (not a Quarto render) written to {PREVIEW_DIR}/index.html")
-    return 1 if failures else 0
+        print(f"\n{failure.error}", file=sys.stderr)
+    if failures:
+        print(
+            f"Preview incomplete: {len(failures)} chapter{'s' if len(failures) > 1 else ''} failed "
+            f"(their pages in {args.out_dir} show the error).",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"Offline preview (not a Quarto render) written to {args.out_dir}/index.html")
+    return 0
 
 
 if __name__ == "__main__":

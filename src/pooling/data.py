@@ -5,12 +5,15 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tempfile
+import time
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from pooling import checks
+from pooling.files import atomic_write, notify
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 RAW_DIR = PROJECT_ROOT / "data" / "raw"
@@ -22,6 +25,7 @@ RADON_FILES = {
 }
 RADON_URL = "https://raw.githubusercontent.com/stan-dev/example-models/master/ARM/Ch.12/"
 MIRROR_VARIABLE = "RADON_MIRROR"
+DOWNLOAD_TIMEOUT = 60  # seconds without data before a download is abandoned
 
 
 # How log radon is derived from the measured activity (pCi/L). The book adds 0.1 to every reading, as PyMC's primer
@@ -48,25 +52,38 @@ def simulate_sites(
 
     Returns one row per point with columns `site` (categorical), `x`, `y` and `true_slope`.
     """
-    slopes = np.asarray(slopes, dtype=float)
+    try:
+        slopes = np.asarray(slopes, dtype=float)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"slopes must be a list of numbers, got {slopes!r}") from error
     if slopes.ndim != 1 or slopes.size == 0:
         raise ValueError(f"slopes must be a non-empty list of numbers, got {slopes!r}")
     if not np.all(np.isfinite(slopes)):
         raise ValueError(f"slopes must be finite, got {slopes.tolist()}")
-    if isinstance(points_per_site, bool) or int(points_per_site) != points_per_site or points_per_site < 1:
-        raise ValueError(f"points_per_site must be a whole number >= 1, got {points_per_site!r}")
-    for name, value in (("x_sd", x_sd), ("noise_sd", noise_sd)):
-        if not np.isfinite(value) or value <= 0:
-            raise ValueError(f"{name} must be a positive number, got {value!r}")
+    points_per_site = checks.whole_number("points_per_site", points_per_site)
+    if slopes.size * points_per_site > checks.MAX_ROWS:
+        raise ValueError(
+            f"{slopes.size} sites of points_per_site={points_per_site:,} points exceed {checks.MAX_ROWS:,} points"
+        )
+    x_sd, noise_sd = checks.number("x_sd", x_sd, positive=True), checks.number("noise_sd", noise_sd, positive=True)
+    checks.whole_number("seed", seed, minimum=0)
     if site_names is None:
         site_names = [f"site {number}" for number in range(1, slopes.size + 1)]
+    if isinstance(site_names, str) or not hasattr(site_names, "__len__"):
+        raise TypeError(f"site_names must be a list of names, got {site_names!r}")
     if len(site_names) != slopes.size:
         raise ValueError(f"site_names has {len(site_names)} names for {slopes.size} slopes")
+    if not all(isinstance(name, str) and name.strip() for name in site_names):
+        raise TypeError(f"site_names must be non-empty strings, got {list(site_names)!r}")
+    if len(set(site_names)) != len(site_names):
+        raise ValueError(f"site_names must be distinct, got {list(site_names)!r}")
 
     rng = np.random.default_rng(seed)
-    points_per_site = int(points_per_site)
     x = rng.normal(0.0, x_sd, size=(slopes.size, points_per_site))
-    y = slopes[:, None] * x + rng.normal(0.0, noise_sd, size=x.shape)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported just below, by name
+        y = slopes[:, None] * x + rng.normal(0.0, noise_sd, size=x.shape)
+    if not np.isfinite(y).all():
+        raise ValueError(f"slopes {slopes.tolist()}, x_sd={x_sd} and noise_sd={noise_sd} are too large: y overflows")
     return pd.DataFrame(
         {
             "site": pd.Categorical(np.repeat(site_names, points_per_site), categories=site_names),
@@ -95,51 +112,80 @@ def _verify(path: Path, name: str, source: str) -> None:
     actual = sha256(path)
     if actual != expected:
         raise DataError(
-            f"{name} from {source} is corrupt or not the documented copy: "
-            f"SHA-256 {actual} but expected {expected}. "
-            "Point RADON_MIRROR at a folder holding the original ARM files (see data/README.md)."
+            f"{name} from {source} is corrupt or not the documented copy: SHA-256 {actual} but expected {expected}"
         )
 
 
-def fetch_radon_files(raw_dir: Path = RAW_DIR, mirror: str | None = None) -> dict[str, Path]:
+def _move_aside(target: Path) -> Path:
+    """Rename a bad local copy (a corrupt file, or a folder where a file belongs) out of the way, keeping it."""
+    aside = target.with_name(f"{target.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}")
+    target.replace(aside)
+    return aside
+
+
+def _copy_verified(name: str, source: str, target: Path) -> None:
+    """Copy (a path) or download (a URL) `source` into `target`, only if its checksum is the documented one."""
+
+    def fetch(partial: Path) -> None:
+        if "://" in source:
+            try:  # with a timeout: a blocked network must fail with this message, not hang the build
+                with urllib.request.urlopen(source, timeout=DOWNLOAD_TIMEOUT) as response, open(partial, "wb") as out:
+                    shutil.copyfileobj(response, out)
+            except OSError as error:
+                raise DataError(f"{name} could not be downloaded from {source} ({error})") from error
+        elif not Path(source).is_file():
+            raise DataError(f"{name} is missing from the mirror folder {Path(source).parent} (no file {source})")
+        else:
+            shutil.copyfile(source, partial)
+        _verify(partial, name, source)
+
+    try:
+        atomic_write(target, fetch)
+    except OSError as error:
+        raise DataError(f"{name} from {source} could not be saved: {error}") from error
+
+
+def fetch_radon_files(raw_dir: Path = RAW_DIR, mirror: str | None = None, url: str | None = RADON_URL) -> dict:
     """Make sure the verified survey files are in `raw_dir`, copying or downloading them if needed.
 
-    Sources, in order: files already in `raw_dir` (re-verified every time), the folder named by
-    `mirror` or the RADON_MIRROR environment variable, then the public URL. A file is moved into
-    place only after its checksum is verified, so a failed fetch leaves nothing half-written.
+    Sources, in order: files already in `raw_dir` (re-verified every time), the folder named by `mirror` or the
+    RADON_MIRROR environment variable, then `url` (None: no download). A local copy that fails its checksum, or a
+    folder in its place, is moved aside (renamed `NAME.bad-DATE`) and fetched again. A file is moved into place
+    only after its checksum is verified, so a failed fetch leaves nothing half-written; files are readable by all.
     """
     raw_dir = Path(raw_dir)
     mirror = mirror if mirror is not None else os.environ.get(MIRROR_VARIABLE)
     paths = {}
     for name in RADON_FILES:
         target = raw_dir / name
-        if target.exists():
-            _verify(target, name, str(target))
+        if target.is_file() and sha256(target) == RADON_FILES[name]:
             paths[name] = target
             continue
+        if target.exists() or target.is_symlink():
+            problem = "a folder, not a file" if target.is_dir() else "corrupt or not the documented copy"
+            aside = _move_aside(target)
+            notify(f"{target} was {problem}: moved it to {aside.name} and fetching a verified copy.")
         raw_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=raw_dir, prefix=f".{name}.", delete=False) as handle:
-            partial = Path(handle.name)
-        try:
-            if mirror:
-                source = Path(mirror) / name
-                if not source.exists():
-                    raise DataError(f"{name} is missing from the mirror folder {Path(mirror).resolve()}")
-                shutil.copyfile(source, partial)
-                source = str(source)
-            else:
-                source = RADON_URL + name
-                try:
-                    urllib.request.urlretrieve(source, partial)
-                except OSError as error:
-                    raise DataError(
-                        f"{name} is not in {raw_dir} and could not be downloaded from {source} ({error}). "
-                        "Set RADON_MIRROR to a folder that holds srrs2.dat and cty.dat."
-                    ) from error
-            _verify(partial, name, source)
-            partial.replace(target)
-        finally:
-            partial.unlink(missing_ok=True)
+        sources = ([str(Path(mirror) / name)] if mirror else []) + ([url + name] if url else [])
+        failures = []
+        for source in sources:
+            try:
+                _copy_verified(name, source, target)
+                break
+            except DataError as error:
+                failures.append(str(error))
+                if source != sources[-1]:
+                    notify(f"{error}; trying {sources[sources.index(source) + 1]} instead.")
+        else:
+            tried = " ".join(f"({number}) {failure}." for number, failure in enumerate(failures, 1)) or (
+                "No source: RADON_MIRROR is not set and downloads are off."
+            )
+            raise DataError(
+                f"{name} is not in {raw_dir} and could not be fetched. {tried} To fix it, put the ARM copies of "
+                f"srrs2.dat and cty.dat (see data/README.md) in a folder and run "
+                f"`RADON_MIRROR=/that/folder python -m pooling.data`, or run `python -m pooling.data` with network "
+                "access to download them."
+            )
         paths[name] = target
     return paths
 
@@ -250,3 +296,8 @@ def radon_all_states(raw_dir: Path = RAW_DIR) -> pd.DataFrame:
     table["floor_code"] = table["floor"]
     table["floor"] = (table["floor_code"] >= 1).astype(float).where(table["floor_code"] != 9)
     return table.drop(columns="fips_county_name")
+
+
+if __name__ == "__main__":
+    for fetched in fetch_radon_files().values():
+        print(f"verified {fetched}")

@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import platform
-import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass, fields
@@ -19,7 +18,9 @@ import bambi as bmb
 import numpy as np
 import pandas as pd
 
+from pooling import checks
 from pooling.data import PROJECT_ROOT
+from pooling.files import WriteError, atomic_write, atomic_write_text, describe_write_error, has_free_space, notify
 from pooling.models import ModelSpec
 
 SEED = 20200624  # the day the original notebook was posted
@@ -204,31 +205,78 @@ def _sample(model: bmb.Model, sampler: str, settings: dict, seed: int, log_likel
     return idata
 
 
+KEY_ATTRIBUTE = "pooling_cache_key"  # the cache key, stored inside each cached .nc file as well as in its sidecar
+SIDECAR_FIELDS = {"key", "fit_seconds"}
+
+
+class LedgerError(RuntimeError):
+    """The record of fits is missing or incomplete; the message names the file and what to run."""
+
+
+def _discard(path: Path, meta_path: Path, reason: str) -> None:
+    """Remove a cache entry that cannot be trusted, and say so on the build's console."""
+    notify(f"Refitting {path.name}: the cached entry {reason}.")
+    for file in (path, meta_path):
+        try:
+            file.unlink(missing_ok=True)
+        except OSError:
+            pass  # a read-only cache keeps the entry; it is never served, since its key does not match
+
+
 def _load(path: Path, meta_path: Path, key: str):
-    """Return (idata, metadata) from the cache, or None if absent or unreadable (then it is removed)."""
+    """Return (idata, metadata) from the cache, or None if absent or not verifiably this fit.
+
+    An entry is served only when both its sidecar and the key stored inside the .nc file match `key`: a file
+    copied over from another fit, a truncated file or a sidecar without its fields is discarded and refitted.
+    """
     if not (path.exists() and meta_path.exists()):
         return None
     try:
         meta = json.loads(meta_path.read_text())
-        if meta["key"] != key:
-            raise ValueError("cache key mismatch")
+    except (OSError, ValueError) as error:
+        _discard(path, meta_path, f"has an unreadable sidecar {meta_path.name} ({error})")
+        return None
+    if not isinstance(meta, dict) or not SIDECAR_FIELDS <= set(meta):
+        _discard(path, meta_path, f"has a sidecar {meta_path.name} without the fields {sorted(SIDECAR_FIELDS)}")
+        return None
+    if meta["key"] != key:
+        _discard(path, meta_path, "was made under another key")
+        return None
+    try:
         idata = az.from_netcdf(path)
         idata.load()
-        return idata, meta
-    except Exception as error:  # a corrupt entry is refitted, never trusted
-        print(f"Discarding unreadable cached fit {path.name}: {error}", file=sys.stderr)
-        path.unlink(missing_ok=True)
-        meta_path.unlink(missing_ok=True)
+    except Exception as error:  # a corrupt entry is refitted, never trusted; HDF5 raises several kinds
+        _discard(path, meta_path, f"is unreadable ({type(error).__name__}: {error})")
         return None
+    stored_key = idata.posterior.attrs.get(KEY_ATTRIBUTE) if "posterior" in idata.groups() else None
+    if stored_key is None:
+        _discard(path, meta_path, "has no key stored inside (an older cache format), so it cannot be verified")
+        return None
+    if stored_key != key:
+        _discard(path, meta_path, "holds another fit than its name says (the key stored inside does not match)")
+        return None
+    return idata, meta
 
 
-def _atomic_write(path: Path, write) -> None:
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+def _stored_size(idata: az.InferenceData) -> int:
+    """Bytes of all the arrays a fit holds: what its .nc file needs, uncompressed."""
+    return sum(idata[group].nbytes for group in idata.groups())
+
+
+def _store_fit(path: Path, idata: az.InferenceData, key: str) -> bool:
+    """Write a fit to the cache; if it cannot be written, say why in one line and carry on without caching."""
+    idata.posterior.attrs[KEY_ATTRIBUTE] = key
     try:
-        write(partial)
-        partial.replace(path)
-    finally:
-        partial.unlink(missing_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not has_free_space(path.parent, _stored_size(idata)):
+            notify(f"Fit {path.name} was not cached: too little free space in {path.parent}. Free some space.")
+            return False
+        atomic_write(path, lambda target: idata.to_netcdf(target))
+    except OSError as error:
+        reason = str(error) if isinstance(error, WriteError) else describe_write_error(path, error)
+        notify(f"Fit {path.name} was not cached: {reason}")
+        return False
+    return True
 
 
 def fit(
@@ -253,7 +301,19 @@ def fit(
     the caller is `demonstrates_failure` (a chapter showing a failing fit on purpose, which
     then reports the problems instead) or `allow_divergences` for divergences alone.
     """
-    settings = {"draws": int(draws), "tune": int(tune), "chains": int(chains), "target_accept": float(target_accept)}
+    if not isinstance(spec, ModelSpec):
+        raise TypeError(f"spec must be a ModelSpec, got {type(spec).__name__}")
+    if not isinstance(data, pd.DataFrame) or data.empty:
+        raise TypeError(f"data must be a non-empty pandas DataFrame, got {type(data).__name__}")
+    if not isinstance(sampler, str) or not sampler:
+        raise TypeError(f"sampler must be the name of a Bambi inference method, e.g. 'nutpie', got {sampler!r}")
+    settings = {
+        "draws": checks.whole_number("draws", draws),
+        "tune": checks.whole_number("tune", tune, minimum=0),
+        "chains": checks.whole_number("chains", chains),
+        "target_accept": checks.probability("target_accept", target_accept),
+    }
+    seed = checks.whole_number("seed", seed, minimum=0)
     model = spec.build(data)
     key = cache_key(spec, data, sampler, settings, seed, log_likelihood)
     path = cache_dir() / f"{spec.name}-{key[:16]}.nc"
@@ -279,10 +339,9 @@ def fit(
     else:
         diagnostics = diagnose(idata)
     result = Fit(spec, model, idata, diagnostics, sampler, settings, seed, fit_seconds, from_cache, key)
-    if use_cache and not from_cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, lambda target: idata.to_netcdf(target))
-    if use_cache and stored != asdict(diagnostics):
+    notify(path.name, kind="loaded" if from_cache else "sampled")
+    stored_fit = use_cache and (from_cache or _store_fit(path, idata, key))
+    if stored_fit and stored != asdict(diagnostics):
         meta = {
             "key": key,
             "fit_seconds": fit_seconds,
@@ -292,7 +351,10 @@ def fit(
             "diagnostics": asdict(diagnostics),
             "report": result.report(),
         }
-        _atomic_write(meta_path, lambda target: target.write_text(json.dumps(meta, indent=1)))
+        try:
+            atomic_write_text(meta_path, json.dumps(meta, indent=1))
+        except WriteError as error:
+            notify(f"Diagnostics of {path.name} were not cached: {error}")
     if use_cache:
         _record_in_ledger(result)
 
@@ -306,15 +368,68 @@ def _ledger_path() -> Path:
     return cache_dir().parent / "ledger.json"
 
 
+def executed_dir() -> Path:
+    """Where the offline build keeps executed chapters, beside the fit cache."""
+    return cache_dir().parent / "executed"
+
+
+def read_ledger(path: Path | None = None) -> dict:
+    """The ledger of fits; an unreadable one is moved aside with a warning and counts as empty.
+
+    An empty ledger makes the offline build run every chapter again (their fits are not recorded), so the
+    appendix is never built from a partial record.
+    """
+    path = path or _ledger_path()
+    try:
+        ledger = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as error:
+        ledger = error
+    if isinstance(ledger, dict) and all(isinstance(entry, dict) and "chapter" in entry for entry in ledger.values()):
+        return ledger
+    aside = path.with_name(f"{path.name}.unreadable")
+    try:
+        path.replace(aside)
+        where = f"moved to {aside.name}"
+    except OSError:
+        where = "left in place"
+    notify(f"Warning: the ledger of fits {path} is unreadable ({where}); its chapters will run again.")
+    return {}
+
+
 def _update_ledger(change) -> None:
-    """Apply `change` to the ledger of fits under a lock: chapters may run in parallel."""
+    """Apply `change` to the ledger of fits under a lock: chapters may run in parallel.
+
+    A read-only cache keeps its ledger as it is (a fully cached build changes nothing in it), with one notice.
+    """
     path = _ledger_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        ledger = json.loads(path.read_text()) if path.exists() else {}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(path.with_suffix(".lock"), "a")  # "a": never truncates a lock another build holds
+    except OSError as error:
+        ledger = read_ledger(path)
+        before = json.dumps(ledger, sort_keys=True)
         change(ledger)
-        _atomic_write(path, lambda target: target.write_text(json.dumps(ledger, indent=1, sort_keys=True)))
+        if json.dumps(ledger, sort_keys=True) != before:  # a fully cached build records what is already there
+            notify(f"The ledger {path} was not updated: {describe_write_error(path.with_suffix('.lock'), error)}")
+        return
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        ledger = read_ledger(path)
+        before = json.dumps(ledger, sort_keys=True)
+        change(ledger)
+        if json.dumps(ledger, sort_keys=True) == before and path.exists():
+            return
+        try:
+            atomic_write_text(path, json.dumps(ledger, indent=1, sort_keys=True))
+        except WriteError as error:
+            notify(f"The ledger was not updated: {error}")
+
+
+def chapter_fits(chapter: str) -> list[str]:
+    """The ledger entries of one chapter's fits (the offline build stores them with the executed chapter)."""
+    return sorted(key for key, entry in read_ledger().items() if entry["chapter"] == chapter)
 
 
 def _record_in_ledger(result: Fit) -> None:
@@ -363,8 +478,27 @@ def diagnostics_table(fits: list[Fit]) -> pd.DataFrame:
 
 
 def fit_ledger() -> pd.DataFrame:
-    """Every fit the chapters made, as recorded by `fit`, for the reproducibility appendix."""
+    """Every fit the chapters made, as recorded by `fit`, for the reproducibility appendix.
+
+    Raises LedgerError when the ledger has no fits from any chapter, or lacks fits that an executed chapter made
+    (the offline build stores each chapter's fits with its executed notebook): the appendix never lists too few.
+    """
     path = _ledger_path()
-    ledger = json.loads(path.read_text()) if path.exists() else {}
+    ledger = read_ledger(path)
     rows = [entry for entry in ledger.values() if entry["chapter"]]  # fits made outside a chapter are not listed
-    return pd.DataFrame(rows).sort_values(["chapter", "model"], kind="stable") if rows else pd.DataFrame()
+    fix = "Run `python -m pooling.build preview --execute-all` to execute every chapter again."
+    if not rows:
+        raise LedgerError(f"The ledger of fits {path} lists no fits from any chapter. {fix}")
+    missing = {}
+    for notebook in sorted(executed_dir().glob("*.ipynb")):
+        try:
+            recorded = json.loads(notebook.read_text())["metadata"].get("pooling", {}).get("fits", [])
+        except (OSError, ValueError, KeyError, AttributeError):
+            continue  # an unreadable executed chapter is executed again by the build, never reused
+        lacking = [key for key in recorded if key not in ledger]
+        if lacking:
+            missing[notebook.stem.rsplit("-", 1)[0]] = len(lacking)
+    if missing:
+        listed = ", ".join(f"{chapter} ({count})" for chapter, count in missing.items())
+        raise LedgerError(f"The ledger of fits {path} lacks fits made by: {listed}. {fix}")
+    return pd.DataFrame(rows).sort_values(["chapter", "model"], kind="stable")

@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 from scipy import interpolate, optimize, special, stats
 
+from pooling import checks
+
 
 def least_squares_slopes(
     data: pd.DataFrame, x: str = "x", y: str = "y", group: str = "site", probability: float = 0.94
@@ -18,6 +20,8 @@ def least_squares_slopes(
     s / sqrt(sum(x^2)), with s^2 the residual variance on n - 1 degrees of freedom; the central interval
     uses Student's t on those degrees of freedom (with 3 points, 2), not the normal.
     """
+    probability = checks.probability("probability", probability)
+    checks.slope_groups(sufficient_statistics(data, x, y, group), minimum_points=2)
     table = pd.concat(
         [sufficient_statistics(data, x, y, group), sufficient_statistics(data.assign(**{group: "pooled"}), x, y, group)]
     )
@@ -34,6 +38,8 @@ def shrinkage_factor(sum_x_squared, sigma, tau):
     w = (S / sigma^2) / (S / sigma^2 + 1 / tau^2): the data's precision over the total precision.
     Broadcasts, so posterior draws of sigma and tau give posterior draws of w.
     """
+    for name, values in (("sum_x_squared", sum_x_squared), ("sigma", sigma), ("tau", tau)):
+        checks.array(name, values, positive=True)
     data_precision = np.asarray(sum_x_squared) / np.asarray(sigma) ** 2
     return data_precision / (data_precision + 1.0 / np.asarray(tau) ** 2)
 
@@ -44,6 +50,8 @@ def conditional_slope_posterior(slope_hat, sum_x_squared, sigma, tau, mu):
     The mean is w * slope_hat + (1 - w) * mu with w = shrinkage_factor(...); the variance is
     1 / (S / sigma^2 + 1 / tau^2). Arguments broadcast.
     """
+    for name, values in (("slope_hat", slope_hat), ("mu", mu)):
+        checks.array(name, values)
     weight = shrinkage_factor(sum_x_squared, sigma, tau)
     mean = weight * np.asarray(slope_hat) + (1 - weight) * np.asarray(mu)
     variance = 1.0 / (np.asarray(sum_x_squared) / np.asarray(sigma) ** 2 + 1.0 / np.asarray(tau) ** 2)
@@ -59,10 +67,17 @@ class ScalePrior:
     nu: float | None = None
 
     def __post_init__(self):
-        if self.kind not in {"halfcauchy", "halfnormal", "halfstudentt", "fixed"}:
-            raise ValueError(f"unknown scale prior kind {self.kind!r}")
-        if not self.scale > 0:
+        kinds = ["halfcauchy", "halfnormal", "halfstudentt", "fixed"]
+        if not isinstance(self.kind, str) or self.kind not in kinds:
+            raise ValueError(f"unknown scale prior kind {self.kind!r}: use one of {kinds}")
+        if not checks.number("scale of a scale prior", self.scale) > 0:
             raise ValueError(f"a scale prior needs a positive scale, got {self.scale!r}")
+        if self.kind == "halfstudentt":
+            if self.nu is None:
+                raise ValueError("a halfstudentt scale prior needs its degrees of freedom: ScalePrior(..., nu=3)")
+            checks.number("nu of a halfstudentt prior", self.nu, positive=True)
+        elif self.nu is not None:
+            raise ValueError(f"nu applies to a halfstudentt prior only, not to {self.kind!r}")
 
     def log_density(self, value):
         value = np.asarray(value, dtype=float)
@@ -83,6 +98,10 @@ class ScalePrior:
         """
         if self.kind == "fixed":
             return np.array([self.scale]), np.array([0.0])
+        points = checks.whole_number("points", points, minimum=2)
+        low, high = checks.number("low", low, positive=True), checks.number("high", high, positive=True)
+        if not low < high:
+            raise ValueError(f"a grid needs low < high, got low={low!r} and high={high!r}")
         log_values = np.linspace(np.log(low), np.log(high), points)
         values = np.exp(log_values)
         step = log_values[1] - log_values[0]
@@ -155,9 +174,16 @@ def scale_summary(grid, mass, probability: float = 0.94) -> dict[str, float]:
 
 def sufficient_statistics(data: pd.DataFrame, x: str = "x", y: str = "y", group: str = "site") -> pd.DataFrame:
     """Per group: n, S = sum x^2, least-squares slope and residual sum of squares (all the likelihood needs)."""
+    checks.frame("data", data, [x, y, group])
+    for column in (x, y):
+        checks.finite_column("data", data, column)
+    if data[group].isna().any():
+        raise ValueError(f"data[{group!r}] has missing group names")
     rows = {}
     for name, frame in data.groupby(group, observed=True):
         sum_xx = float((frame[x] ** 2).sum())
+        if not sum_xx > 0:
+            raise ValueError(f"data: x is all zero in group {name!r}, so its slope is not identified")
         slope = float((frame[x] * frame[y]).sum()) / sum_xx
         rss = float(((frame[y] - slope * frame[x]) ** 2).sum())
         rows[str(name)] = {"n": len(frame), "sum_x_squared": sum_xx, "slope": slope, "rss": rss}
@@ -180,7 +206,19 @@ def partial_pooling_posterior(
     The grid is placed in two passes: a wide one finds where the posterior mass of sigma and tau lies, and a fine
     one of `grid_points` per scale covers just that region.
     """
+    for name, prior in (("tau_prior", tau_prior), ("sigma_prior", sigma_prior)):
+        if not isinstance(prior, ScalePrior):
+            raise TypeError(f"{name} must be a ScalePrior, got {prior!r}")
+    if mu_prior_sd is not None:
+        checks.number("mu_prior_sd", mu_prior_sd, positive=True)
+    probability = checks.probability("probability", probability)
+    # The grid holds grid_points^2 x groups values: 2000 per scale is far past any accuracy the book needs.
+    grid_points = checks.whole_number("grid_points", grid_points, minimum=2, maximum=2000)
     statistics = sufficient_statistics(data)
+    checks.slope_groups(statistics, minimum_points=1)
+    residual, explained = statistics["rss"].sum(), (statistics["slope"] ** 2 * statistics["sum_x_squared"]).sum()
+    if not residual > 1e-24 * (residual + explained):  # residual sd under 1e-12 of the data's: rounding error
+        raise ValueError("data: every point lies on its group's line (no residual), so sigma is not identified")
     groups = len(statistics)
     site = data.groupby("site", observed=True).ngroup().to_numpy()  # in the order of `statistics`
     x = data["x"].to_numpy(float)
@@ -207,6 +245,8 @@ def partial_pooling_posterior(
         passes=2,
     )
     sum_xx = statistics["sum_x_squared"].to_numpy(float)
+    if not np.isfinite(np.concatenate([posterior.mean, posterior.sd, posterior.low, posterior.high])).all():
+        raise ValueError("data: x and y are too extreme in scale for the exact posterior (it overflows); rescale them")
     return PartialPoolingPosterior(
         groups=list(statistics.index),
         mean=posterior.mean[:groups],
@@ -386,10 +426,8 @@ def explorer_data(
     """The simulated data behind one explorer setting (validated, deterministic)."""
     from pooling.data import simulate_sites
 
-    if isinstance(number_of_sites, bool) or int(number_of_sites) != number_of_sites or number_of_sites < 1:
-        raise ValueError(f"number_of_sites must be a whole number >= 1, got {number_of_sites!r}")
-    if not np.isfinite(spread) or spread < 0:
-        raise ValueError(f"spread of true slopes must be >= 0, got {spread!r}")
+    number_of_sites = checks.whole_number("number_of_sites", number_of_sites, maximum=1000)
+    spread = checks.number("spread", spread, at_least=0)
     slopes = -1.5 + spread * (np.linspace(-0.5, 0.5, int(number_of_sites)) if number_of_sites > 1 else np.zeros(1))
     return simulate_sites(slopes, points_per_site, EXPLORER_X_SD, noise_sd, seed=seed)
 
@@ -420,7 +458,7 @@ def many_sites_data(seed: int, sizes=(2, 100), number_of_sites: int = 40, mean: 
 def explorer_setting(points_per_site, noise_sd, number_of_sites, spread, tau_prior: str) -> dict:
     """Pooled, unpooled and both partially pooled estimates (mean, 94% central interval, weight) for one setting,
     and the RMSE of each against the true slopes."""
-    if tau_prior not in EXPLORER_TAU_PRIORS:
+    if not isinstance(tau_prior, str) or tau_prior not in EXPLORER_TAU_PRIORS:
         raise ValueError(f"prior on tau must be one of {list(EXPLORER_TAU_PRIORS)}, got {tau_prior!r}")
     data = explorer_data(points_per_site, noise_sd, number_of_sites, spread)
     least_squares = least_squares_slopes(data)

@@ -1,0 +1,540 @@
+"""Faults and bad input (issue 16): every scenario gives a clear message, the right exit code and nothing
+half-written. Chapters here are tiny `.qmd` files in tmp_path; no radon model is sampled."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import arviz as az
+import numpy as np
+import pytest
+
+from pooling import build, files, fitting
+from pooling.build import BuildLocked, build_preview, execute_chapter, main
+from pooling.files import WriteError, atomic_write_text, notify
+from pooling.fitting import KEY_ATTRIBUTE, LedgerError, fit_ledger, read_ledger
+
+SRC = Path(build.__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """A private fit cache, ledger and executed-chapter store."""
+    monkeypatch.setenv("POOLING_CACHE", str(tmp_path / "cache" / "fits"))
+    monkeypatch.delenv("POOLING_CHAPTER", raising=False)
+    monkeypatch.delenv(files.NOTICES_VARIABLE, raising=False)
+    return tmp_path / "cache"
+
+
+def chapter(path: Path, *cells: str, title: str = "Tiny") -> Path:
+    """A `.qmd` with a paragraph before each code cell (so code cells and all cells are numbered differently)."""
+    body = "".join(f"Some prose.\n\n```{{python}}\n{cell}\n```\n\n" for cell in cells)
+    path.write_text(f"---\ntitle: {title}\n---\n\n{body}")
+    return path
+
+
+# ---------------------------------------------------------------- a failed chapter never looks like a good one
+
+
+def test_failed_chapter_is_replaced_by_an_error_page_and_the_build_says_incomplete(tmp_path, cache, capsys):
+    out = tmp_path / "out"
+    good = chapter(tmp_path / "01-tiny.qmd", "print('fine')")
+    assert main(["preview", str(good), "--out-dir", str(out)]) == 0
+    assert "fine" in (out / "01-tiny.html").read_text()
+    assert "Offline preview" in capsys.readouterr().out
+
+    chapter(
+        good,
+        "#| label: setup\nx = 1",
+        "def helper(value):\n    return 1 / value\n",
+        "#| label: the-division\nimport numpy\nhelper(0)",
+    )
+    assert main(["preview", str(good), "--out-dir", str(out)]) == 1
+    captured = capsys.readouterr()
+    page = (out / "01-tiny.html").read_text()
+    assert 'data-build-failed="true"' in page and "fine" not in page  # the old page is gone
+    assert not (out / "01-tiny.ipynb").exists() and "01-tiny.ipynb" not in page  # no link to a missing notebook
+    assert "Preview incomplete: 1 chapter failed" in captured.err
+    assert "Offline preview" not in captured.out
+    # Code cell 3 is the notebook's 6th cell (prose between); the lines are those of the .qmd file.
+    lines = good.read_text().splitlines()
+    call, division = lines.index("helper(0)") + 1, lines.index("    return 1 / value") + 1
+    assert f"{good}:{call}: code cell 3 (the-division) failed" in captured.err
+    assert f"{good}:{division}, in code cell 2, in helper(value)" in captured.err
+    assert f"----> {call} helper(0)" in captured.err
+    assert "ZeroDivisionError: division by zero" in captured.err
+    assert "\x1b[" not in captured.err  # no colour codes when not a terminal
+    assert "site-packages" not in captured.err  # only the chapter's own frames
+    assert captured.out.startswith("FAILED")  # the progress line; the account of the failure is on stderr
+
+
+def test_package_frames_are_shown_library_frames_are_counted(tmp_path, cache):
+    bad = chapter(tmp_path / "01-tiny.qmd", "from pooling.data import simulate_sites\nsimulate_sites(x_sd=-1)")
+    error = execute_chapter(bad).error
+    call = bad.read_text().splitlines().index("simulate_sites(x_sd=-1)") + 1
+    assert f"{bad}:{call}: code cell 1 failed" in error
+    assert "src/pooling/data.py" in error and str(SRC) not in error  # the package's frame, shown by project path
+    assert "ValueError: x_sd must be a positive number, got -1" in error
+
+
+def test_progress_is_printed_as_each_chapter_finishes_without_kernel_warnings(tmp_path, cache, capfd):
+    first = chapter(tmp_path / "01-first.qmd", "print(1)")
+    second = chapter(tmp_path / "02-second.qmd", "print(2)")
+    seen = []
+    results = build_preview([first, second], out_dir=tmp_path / "out", report=lambda result: seen.append(result))
+    assert [result.source for result in seen] == [first, second]  # one report per chapter, as it finished
+    assert build.progress_line(results[0]).startswith("ok ")
+    assert "fits: 0 sampled, 0 from cache" in build.progress_line(results[0])
+    assert "without encryption" not in capfd.readouterr().err  # kernels use IPC, so ipykernel has no warning
+
+
+def test_standard_error_is_dropped_where_warning_is_false(tmp_path, cache):
+    noisy = chapter(tmp_path / "01-noisy.qmd", "import sys\nprint('chatter', file=sys.stderr)\nprint('kept')")
+    (result,) = build_preview([noisy], out_dir=tmp_path / "out")
+    page = (tmp_path / "out" / "01-noisy.html").read_text()
+    assert "kept" in page and "chatter</pre>" not in page and "chatter\n</pre>" not in page
+    (code,) = [cell for cell in result.notebook.cells if cell.cell_type == "code"]
+    assert any(output.get("name") == "stderr" for output in code.outputs)  # the notebook keeps it
+
+
+# ---------------------------------------------------------------- notices go to the console, not into pages
+
+
+def test_kernel_notices_reach_the_console_not_the_page(tmp_path, cache, capsys):
+    noisy = chapter(
+        tmp_path / "01-notice.qmd",
+        "from pooling.files import notify\nnotify('Refitting x.nc: a test ' + 'notice')\nnotify('m', kind='sampled')",
+    )
+    assert main(["preview", str(noisy), "--out-dir", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "fits: 1 sampled, 0 from cache" in out
+    assert "       Refitting x.nc: a test notice" in out
+    assert "a test notice" not in (tmp_path / "out" / "01-notice.html").read_text()
+
+
+# ---------------------------------------------------------------- Ctrl-C, two builds, atomic writes
+
+
+def test_ctrl_c_stops_the_kernels_and_prints_one_line(tmp_path, cache):
+    started = tmp_path / "started"
+    slow = chapter(
+        tmp_path / "01-slow.qmd", f"import pathlib, time\npathlib.Path({str(started)!r}).touch()\ntime.sleep(600)"
+    )
+    queued = chapter(tmp_path / "02-queued.qmd", f"import pathlib\npathlib.Path({str(tmp_path / 'ran')!r}).touch()")
+    command = [sys.executable, "-m", "pooling.build", "preview", str(slow), str(queued), "--out-dir", str(tmp_path)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ)
+    for _ in range(600):
+        if started.exists() or process.poll() is not None:
+            break
+        threading.Event().wait(0.2)
+    assert started.exists(), process.communicate()
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)  # a hang here is the bug: the 600 s cell would still be running
+    assert process.returncode == 130
+    assert err.strip() == "Interrupted: running chapters stopped, the preview left as it was."
+    assert not (tmp_path / "ran").exists()  # the queued chapter never started
+    assert not (tmp_path / "01-slow.html").exists()
+
+
+def test_a_second_build_in_the_same_folder_says_one_is_running(tmp_path, cache, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    with open(out / ".build.lock", "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(BuildLocked, match=f"Another build .* is writing {out}"):
+            build_preview([chapter(tmp_path / "01-tiny.qmd", "1")], out_dir=out)
+        assert main(["preview", str(tmp_path / "01-tiny.qmd"), "--out-dir", str(out)]) == 75
+    assert "wait for it to finish" in capsys.readouterr().err
+
+
+def test_concurrent_writes_of_one_file_never_fail_or_mix(tmp_path):
+    """The old `.partial` name was shared: two writers raised FileNotFoundError 27 times in 600."""
+    target = tmp_path / "page.html"
+    errors = []
+
+    def writer(number):
+        for _ in range(100):
+            try:
+                atomic_write_text(target, str(number) * 10_000)
+            except Exception as error:  # noqa: BLE001 (the test counts every failure)
+                errors.append(error)
+
+    threads = [threading.Thread(target=writer, args=(number,)) for number in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    text = target.read_text()
+    assert len(set(text)) == 1 and len(text) == 10_000  # one writer's whole file, never a mixture
+    assert [path.name for path in tmp_path.iterdir()] == ["page.html"]
+    assert target.stat().st_mode & 0o777 == 0o644  # world-readable
+
+
+def test_a_killed_writer_leaves_the_old_file_intact(tmp_path):
+    target = tmp_path / "04-partial-pooling.html"
+    target.write_text("the old page")
+    script = (
+        "import os, signal; from pathlib import Path; from pooling.files import atomic_write\n"
+        "def write(path):\n    path.write_text('half a pa')\n    os.kill(os.getpid(), signal.SIGKILL)\n"
+        f"atomic_write(Path({str(target)!r}), write)\n"
+    )
+    assert subprocess.run([sys.executable, "-c", script], env=os.environ).returncode == -signal.SIGKILL
+    assert target.read_text() == "the old page"
+    assert len(list(tmp_path.glob(".04-partial-pooling.html.*.partial"))) == 1  # the killed writer's temporary
+    with build.build_lock(tmp_path):  # the next build clears what a killed one left
+        assert not list(tmp_path.glob("*.partial")) and not list(tmp_path.glob(".*.partial"))
+
+
+# ---------------------------------------------------------------- full disk
+
+
+def _full_disk(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_full_disk_while_writing_the_preview_names_the_file_and_keeps_the_old_page(tmp_path, cache, monkeypatch):
+    tiny = chapter(tmp_path / "01-tiny.qmd", "print('new')")
+    out = tmp_path / "out"
+    (out / "01-tiny.html").parent.mkdir(parents=True)
+    (out / "01-tiny.html").write_text("old page")
+    (result,) = [execute_chapter(tiny)]
+    monkeypatch.setattr(Path, "write_text", _full_disk)
+    with pytest.raises(WriteError, match=rf"could not write {out}/01-tiny.html: the disk is full"):
+        build.write_preview([result], out)
+    monkeypatch.undo()
+    assert (out / "01-tiny.html").read_text() == "old page"
+    assert not [path for path in out.rglob("*.partial")]
+
+
+def test_full_disk_on_a_real_tiny_filesystem(tmp_path, cache):
+    """A 1 MB tmpfs cannot hold plotly.js (4.7 MB): the error names the file; nothing partial is left."""
+    out = tmp_path / "small"
+    out.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(out)]).returncode:
+        pytest.skip("mounting a tmpfs needs root")
+    try:
+        result = execute_chapter(chapter(tmp_path / "01-tiny.qmd", "1"))
+        with pytest.raises(WriteError, match=rf"could not write {out}/assets/plotly.min.js: the disk is full"):
+            build.write_preview([result], out)
+        assert not [path for path in out.rglob("*") if path.is_file()]
+    finally:
+        subprocess.run(["umount", str(out)], check=True)
+
+
+def test_full_disk_while_keeping_an_executed_chapter_is_a_notice(tmp_path, cache, monkeypatch, capsys):
+    tiny = chapter(tmp_path / "01-tiny.qmd", "print(1)")
+    monkeypatch.setattr(build, "atomic_write_text", lambda path, text: _full_disk())
+    result = execute_chapter(tiny, reuse_executed=True)
+    assert result.error is None
+    assert "01-tiny.qmd will run again next time: its executed notebook was not saved" in capsys.readouterr().err
+    assert not list((cache / "executed").glob("*.ipynb"))
+
+
+# ---------------------------------------------------------------- the fit cache
+
+
+def _toy_idata(key: str, seed: int = 0) -> az.InferenceData:
+    draws = np.random.default_rng(seed).normal(size=(2, 50))
+    idata = az.from_dict(posterior={"x": draws})
+    idata.posterior.attrs[KEY_ATTRIBUTE] = key
+    return idata
+
+
+def _entry(folder: Path, name: str, key: str, idata: az.InferenceData, **meta) -> tuple[Path, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.nc"
+    idata.to_netcdf(path)
+    path.with_suffix(".json").write_text(json.dumps({"key": key, "fit_seconds": 1.0} | meta))
+    return path, path.with_suffix(".json")
+
+
+def test_a_fit_copied_over_from_another_model_is_refitted(tmp_path, capsys):
+    path, meta = _entry(tmp_path, "model_b-0000", "key-b", _toy_idata("key-a"))  # model A's file under B's name
+    assert fitting._load(path, meta, "key-b") is None
+    assert "holds another fit than its name says" in capsys.readouterr().err
+    assert not path.exists() and not meta.exists()
+    path, meta = _entry(tmp_path, "model_b-0000", "key-b", _toy_idata("key-b"))
+    idata, _ = fitting._load(path, meta, "key-b")
+    np.testing.assert_array_equal(idata.posterior["x"], _toy_idata("key-b").posterior["x"])
+
+
+@pytest.mark.parametrize("sidecar", ["{}", '{"key": "k"}', "[1, 2]", "{not json"])
+def test_a_sidecar_without_its_fields_is_refitted_not_a_key_error(tmp_path, capsys, sidecar):
+    path, meta = _entry(tmp_path, "m-0", "k", _toy_idata("k"))
+    meta.write_text(sidecar)
+    assert fitting._load(path, meta, "k") is None
+    assert "Refitting m-0.nc" in capsys.readouterr().err
+
+
+def test_a_fit_is_not_cached_when_the_disk_is_nearly_full(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(files.shutil, "disk_usage", lambda folder: type("Usage", (), {"free": 1000})())
+    written = fitting._store_fit(tmp_path / "m-0.nc", _toy_idata("k"), "k")
+    assert not written and not list(tmp_path.iterdir())  # HDF5 never starts on a full disk
+    assert "Fit m-0.nc was not cached: too little free space" in capsys.readouterr().err
+
+
+def test_a_fit_that_cannot_be_written_is_returned_with_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(files.tempfile, "mkstemp", lambda **kwargs: _raise(errno.EROFS, "Read-only file system"))
+    assert not fitting._store_fit(tmp_path / "m-0.nc", _toy_idata("k"), "k")
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Fit m-0.nc was not cached: could not write" in err and "read-only" in err
+
+
+def _raise(code, text):
+    raise OSError(code, text)
+
+
+# ---------------------------------------------------------------- the ledger
+
+
+def test_an_unreadable_ledger_is_a_warning_and_its_chapters_run_again(tmp_path, cache, capsys):
+    record = (
+        "import os\nfrom pooling.fitting import _update_ledger\nos.environ['POOLING_CHAPTER'] = '01-fits'\n"
+        "_update_ledger(lambda ledger: ledger.update({'01-fits/m': {'chapter': '01-fits', 'model': 'm'}}))"
+    )
+    fits = chapter(tmp_path / "01-fits.qmd", record)
+    assert not execute_chapter(fits, reuse_executed=True).frozen
+    assert execute_chapter(fits, reuse_executed=True).frozen
+    assert list(fit_ledger()["model"]) == ["m"]
+
+    ledger = cache / "ledger.json"
+    ledger.write_text('{"01-fits/m": {"chapt')  # cut short
+    assert read_ledger() == {}
+    assert f"Warning: the ledger of fits {ledger} is unreadable (moved to ledger.json.unreadable)" in (
+        capsys.readouterr().err
+    )
+    with pytest.raises(LedgerError, match=r"lists no fits .*--execute-all"):
+        fit_ledger()  # the appendix fails rather than list too few
+    rerun = execute_chapter(fits, reuse_executed=True)
+    assert not rerun.frozen and rerun.error is None  # its fits were lost from the ledger: it ran again
+    assert list(fit_ledger()["model"]) == ["m"]
+
+
+def test_the_appendix_fails_if_an_executed_chapter_s_fits_are_missing(tmp_path, cache):
+    fitting._update_ledger(lambda ledger: ledger.update({"02/m": {"chapter": "02-other", "model": "m"}}))
+    executed = cache / "executed"
+    executed.mkdir(parents=True)
+    (executed / "01-fits-0123456789abcdef.ipynb").write_text(
+        json.dumps({"metadata": {"pooling": {"fits": ["01-fits/m", "01-fits/n"]}}, "cells": []})
+    )
+    with pytest.raises(LedgerError, match=r"lacks fits made by: 01-fits \(2\)"):
+        fit_ledger()
+
+
+def test_a_read_only_cache_keeps_its_ledger_and_says_so(tmp_path, cache, monkeypatch, capsys):
+    fitting._update_ledger(lambda ledger: ledger.update({"01/m": {"chapter": "01", "model": "m"}}))
+    before = (cache / "ledger.json").read_text()
+    original_open = open
+
+    def read_only_open(file, mode="r", *args, **kwargs):
+        if any(flag in mode for flag in "wa+"):
+            raise OSError(errno.EROFS, "Read-only file system")
+        return original_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", read_only_open)
+    fitting.forget_chapter("01")  # what every chapter does first: must not fail on a read-only cache
+    assert fitting.chapter_fits("01") == ["01/m"]
+    monkeypatch.undo()
+    assert (cache / "ledger.json").read_text() == before
+    err = capsys.readouterr().err
+    assert "The ledger" in err and "read-only" in err
+
+
+def test_notices_fall_back_to_standard_error(capsys, monkeypatch):
+    monkeypatch.delenv(files.NOTICES_VARIABLE, raising=False)
+    notify("plain notice")
+    notify("fit.nc", kind="loaded")  # counts only; prints nothing
+    assert capsys.readouterr().err == "plain notice\n"
+
+
+# ---------------------------------------------------------------- data files
+
+
+@pytest.fixture
+def good_files(tmp_path):
+    """A folder with the verified survey files (a mirror, or the target of a file:// download)."""
+    from pooling.data import fetch_radon_files
+
+    folder = tmp_path / "good"
+    folder.mkdir()
+    for name, path in fetch_radon_files().items():
+        (folder / name).write_bytes(path.read_bytes())
+    return folder
+
+
+def test_a_file_missing_from_the_mirror_is_downloaded_instead(tmp_path, good_files, capsys):
+    from pooling.data import RADON_FILES, fetch_radon_files, sha256
+
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "cty.dat").write_bytes((good_files / "cty.dat").read_bytes())
+    raw = tmp_path / "raw"
+    paths = fetch_radon_files(raw, mirror=str(mirror), url=good_files.as_uri() + "/")
+    assert {name: sha256(path) for name, path in paths.items()} == RADON_FILES
+    assert f"srrs2.dat is missing from the mirror folder {mirror}" in capsys.readouterr().err
+    assert all(path.stat().st_mode & 0o777 == 0o644 for path in paths.values())  # readable by all
+
+
+def test_a_folder_in_place_of_a_data_file_is_moved_aside(tmp_path, good_files, capsys):
+    from pooling.data import RADON_FILES, fetch_radon_files, sha256
+
+    raw = tmp_path / "raw"
+    (raw / "srrs2.dat").mkdir(parents=True)
+    fetch_radon_files(raw, mirror=str(good_files), url=None)
+    assert sha256(raw / "srrs2.dat") == RADON_FILES["srrs2.dat"]
+    assert [path.is_dir() for path in raw.glob("srrs2.dat.bad-*")] == [True]
+    assert "srrs2.dat was a folder, not a file: moved it to srrs2.dat.bad-" in capsys.readouterr().err
+
+
+def test_when_no_source_works_the_error_names_the_file_and_the_command(tmp_path, good_files):
+    from pooling.data import DataError, fetch_radon_files
+
+    (good_files / "srrs2.dat").unlink()
+    (good_files / "srrs2.dat").mkdir()  # a folder in the mirror where the file belongs
+    with pytest.raises(DataError) as raised:
+        fetch_radon_files(tmp_path / "raw", mirror=str(good_files), url=(tmp_path / "nowhere").as_uri() + "/")
+    message = str(raised.value)
+    assert message.startswith(f"srrs2.dat is not in {tmp_path / 'raw'} and could not be fetched.")
+    assert "(1) srrs2.dat is missing from the mirror folder" in message
+    assert "(2) srrs2.dat could not be downloaded from file://" in message
+    assert "RADON_MIRROR=/that/folder python -m pooling.data" in message
+    assert not (tmp_path / "raw" / "srrs2.dat").exists()
+
+
+# ---------------------------------------------------------------- bad arguments name themselves
+
+
+def _sites(**changes):
+    from pooling.data import simulate_sites
+
+    return simulate_sites(**changes)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error", "message"),
+    [
+        ({"points_per_site": None}, TypeError, "points_per_site must be a whole number, got None"),
+        ({"points_per_site": float("nan")}, ValueError, "points_per_site must be a whole number"),
+        ({"points_per_site": float("inf")}, ValueError, "points_per_site must be a whole number"),
+        ({"points_per_site": 10**12}, ValueError, "points_per_site=1,000,000,000,000 points exceed"),
+        ({"x_sd": "0.5"}, TypeError, "x_sd must be a number, got '0.5'"),
+        ({"noise_sd": None}, TypeError, "noise_sd must be a number, got None"),
+        ({"site_names": ["a", "a"]}, ValueError, "site_names must be distinct"),
+        ({"site_names": ["a", None]}, TypeError, "site_names must be non-empty strings"),
+        ({"site_names": "ab"}, TypeError, "site_names must be a list of names"),
+        ({"seed": -1}, ValueError, "seed must be a whole number >= 0"),
+        ({"slopes": (1e308, 1e308), "x_sd": 1e10}, ValueError, "too large: y overflows"),
+    ],
+)
+def test_simulator_names_each_bad_argument(arguments, error, message):
+    with pytest.raises(error, match=re.escape(message)):
+        _sites(**arguments)
+
+
+def _shrinkage_calls():
+    import pandas as pd
+
+    from pooling import shrinkage
+    from pooling.shrinkage import ScalePrior
+
+    sites = _sites()
+    prior = ScalePrior("halfnormal", 1.0)
+    exact = shrinkage.partial_pooling_posterior
+    return [
+        (lambda: shrinkage.least_squares_slopes(sites.assign(x=0.0)), ValueError, "x is all zero"),
+        (lambda: shrinkage.least_squares_slopes(sites.iloc[:0]), ValueError, "data has no rows"),
+        (lambda: shrinkage.least_squares_slopes(sites, probability=1.5), ValueError, "probability must be strictly"),
+        (
+            lambda: shrinkage.least_squares_slopes(sites.groupby("site").head(1)),
+            ValueError,
+            "has 1 point; each group needs 2",
+        ),
+        (lambda: shrinkage.least_squares_slopes(pd.DataFrame({"x": [1]})), ValueError, "data lacks the columns"),
+        (lambda: shrinkage.least_squares_slopes(sites.assign(y=np.nan)), ValueError, "data['y'] has a missing"),
+        (lambda: shrinkage.shrinkage_factor(10.0, -1.0, 1.0), ValueError, "sigma must be positive"),
+        (lambda: shrinkage.conditional_slope_posterior(1.0, 10.0, 1.0, 1.0, "0"), TypeError, "mu must be numbers"),
+        (
+            lambda: exact(sites, prior, prior, 0),
+            ValueError,
+            "mu_prior_sd must be a positive",
+        ),
+        (
+            lambda: exact(sites, prior, prior, None, grid_points=1),
+            ValueError,
+            "grid_points",
+        ),
+        (
+            lambda: exact(sites, prior, prior, None, probability=1.5),
+            ValueError,
+            "probability",
+        ),
+        (
+            lambda: exact(sites, "halfnormal", prior, None),
+            TypeError,
+            "tau_prior must be a",
+        ),
+        (lambda: ScalePrior("halfstudentt", 1.0), ValueError, "needs its degrees of freedom"),
+        (lambda: ScalePrior("halfnormal", None), TypeError, "scale of a scale prior must be a number"),
+        (lambda: shrinkage.explorer_setting(3, 1.0, 2, 2.0, ["a"]), ValueError, "prior on tau must be one of"),
+        (lambda: shrinkage.explorer_data(3, 1.0, 0, 2.0), ValueError, "number_of_sites must be a whole number >= 1"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(16))
+def test_shrinkage_functions_name_each_bad_argument(case):
+    call, error, message = _shrinkage_calls()[case]
+    with pytest.raises(error, match=re.escape(message)):
+        call()
+
+
+@pytest.mark.slow
+def test_a_read_only_cache_serves_its_fits_and_a_new_fit_is_returned_uncached(tmp_path, cache, capsys):
+    """Read-only for real (a read-only bind mount; chmod does not stop root), so it needs root to mount."""
+    from pooling.models import TOY_MODELS
+
+    small = {"draws": 300, "tune": 300, "chains": 2, "demonstrates_failure": True}
+    sites = _sites()
+    os.environ["POOLING_CHAPTER"] = "01-tiny"
+    first = fitting.fit(TOY_MODELS["toy_pooled"], sites, **small)
+    if os.geteuid() != 0 or subprocess.run(["mount", "--bind", "-o", "ro", str(cache), str(cache)]).returncode:
+        pytest.skip("a read-only bind mount needs root")
+    try:
+        capsys.readouterr()
+        again = fitting.fit(TOY_MODELS["toy_pooled"], sites, **small)
+        assert again.from_cache and capsys.readouterr().err == ""  # nothing to write, nothing to say
+        np.testing.assert_array_equal(first.idata.posterior["x"], again.idata.posterior["x"])
+        new = fitting.fit(TOY_MODELS["toy_pooled"], sites, **small, target_accept=0.9)
+        assert not new.from_cache
+        lines = capsys.readouterr().err.splitlines()
+        assert any(line.startswith(f"Fit {TOY_MODELS['toy_pooled'].name}-") and "not cached" in line for line in lines)
+        assert any("read-only" in line for line in lines) and not any("Traceback" in line for line in lines)
+    finally:
+        subprocess.run(["umount", "--lazy", str(cache)], check=True)  # lazy: xarray may still hold a file open
+        del os.environ["POOLING_CHAPTER"]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error", "message"),
+    [
+        ({"draws": 0}, ValueError, "draws must be a whole number >= 1"),
+        ({"chains": "4"}, TypeError, "chains must be a whole number, got '4'"),
+        ({"target_accept": 1.0}, ValueError, "target_accept must be strictly between 0 and 1"),
+        ({"seed": 1.5}, ValueError, "seed must be a whole number"),
+        ({"sampler": None}, TypeError, "sampler must be the name of a Bambi inference method"),
+    ],
+)
+def test_fit_names_each_bad_setting_before_sampling(arguments, error, message, cache):
+    from pooling.models import TOY_MODELS
+
+    with pytest.raises(error, match=re.escape(message)):
+        fitting.fit(TOY_MODELS["toy_pooled"], _sites(), **arguments)
