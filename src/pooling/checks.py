@@ -16,6 +16,8 @@ MAX_ROWS = 10_000_000  # simulated points: far beyond any chapter, and well insi
 
 def number(name: str, value, *, positive: bool = False, at_least: float | None = None) -> float:
     """`value` as a finite float; with `positive` it must be > 0, with `at_least` >= that bound."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:  # how Bambi stores a prior's arguments
+        value = value.item()
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
     value = float(value)

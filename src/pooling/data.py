@@ -66,7 +66,7 @@ def simulate_sites(
             f"{slopes.size} sites of points_per_site={points_per_site:,} points exceed {checks.MAX_ROWS:,} points"
         )
     x_sd, noise_sd = checks.number("x_sd", x_sd, positive=True), checks.number("noise_sd", noise_sd, positive=True)
-    checks.whole_number("seed", seed, minimum=0)
+    seed = checks.whole_number("seed", seed, minimum=0)
     if site_names is None:
         site_names = [f"site {number}" for number in range(1, slopes.size + 1)]
     if isinstance(site_names, str) or not hasattr(site_names, "__len__"):

@@ -574,8 +574,26 @@ def gaussian_grid_posterior(
     group_design = np.asarray(group_design, dtype=float)
     if (np.count_nonzero(group_design, axis=1) > 1).any():
         raise ValueError("group_design must have at most one non-zero per row (each row belongs to one group)")
+    # Each row's group (-1 where Z is 0, e.g. a basement home under a varying floor slope) and the per-group sums
+    # that let `_conditional_gaussians` form the Schur complement without cancellation.
+    group = np.where(group_design.any(axis=1), np.abs(group_design).argmax(axis=1), -1)
+    z = group_design[np.arange(len(y)), np.maximum(group, 0)] * (group >= 0)
+    groups, fixed = group_design.shape[1], fixed_design.shape[1]
+    xx_groups, within_groups = np.zeros((groups, fixed, fixed)), np.zeros((groups, fixed, fixed))
+    for index in range(groups):
+        rows = group == index
+        x_rows, z_rows = fixed_design[rows], z[rows]
+        zz = float(z_rows @ z_rows)
+        xx_groups[index] = x_rows.T @ x_rows
+        if zz > 0:
+            # zz * sum of r r' with r = x - (x'z / z'z) z, the part of x that the group's z cannot absorb
+            residual = x_rows - np.outer(z_rows, x_rows.T @ z_rows / zz)
+            within_groups[index] = zz * residual.T @ residual
+    free = fixed_design[group < 0]
     cross = {
-        "xx": fixed_design.T @ fixed_design,
+        "xx_free": free.T @ free,
+        "xx_groups": xx_groups,
+        "within_groups": within_groups,
         "xz": fixed_design.T @ group_design,
         "zz": (group_design**2).sum(0),  # Z'Z is diagonal
         "xy": fixed_design.T @ y,
@@ -622,9 +640,13 @@ def _conditional_gaussians(cross, prior, sigma, tau, combinations):
     group_variance = tau[None, :, None] ** 2
     d = cross["zz"] / noise_variance + 1 / group_variance
     b = cross["xz"] / noise_variance[..., None]
-    schur = (
-        cross["xx"] / noise_variance[..., None] + np.diag(prior_sd**-2) - np.einsum("stpj,stj,stqj->stpq", b, 1 / d, b)
-    )
+    # A - B D^-1 B' group by group, as [(z'z X'X - X'z z'X) / sigma^4 + X'X / (sigma^2 tau^2)] / d: the textbook
+    # form subtracts two nearly equal matrices when tau is large and sigma small, and loses positive definiteness.
+    per_group = (
+        cross["within_groups"] / noise_variance[..., None, None] ** 2
+        + cross["xx_groups"] / (noise_variance * group_variance)[..., None, None]
+    ) / d[..., None, None]
+    schur = cross["xx_free"] / noise_variance[..., None] + np.diag(prior_sd**-2) + per_group.sum(axis=2)
     shift_b = cross["xy"] / noise_variance + prior_mean / prior_sd**2
     shift_u = cross["zy"] / noise_variance
     cholesky = np.linalg.cholesky(schur)
