@@ -1,0 +1,52 @@
+"""Predictions for a group the model has not seen: Bambi's resampling of existing groups and the textbook draw.
+
+Bambi 0.17.2's `predict(..., sample_new_groups=True)` does not draw a new group's effect from N(0, tau): in
+`bambi/model_components.py`, `GroupSpecificComponent._construct_u_with_new_groups` picks, for each draw index,
+one EXISTING group at random (`rng.choice` over the group's levels, shared by the chains) and gives the new group
+that group's posterior draw; its docstring calls this "the variation across existing groups" (brms's
+`sample_new_levels="uncertainty"`). The textbook predictive [@gelman2007data, sec. 12.8] draws u ~ N(0, tau) per
+posterior draw instead. The two agree when there are many groups whose effects look like draws from N(0, tau), and
+differ when there are few: with two groups, resampling can only return one of two effects.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pooling.fitting import Fit
+
+
+def _stacked(values) -> np.ndarray:
+    """Draws x rows (or draws) from a posterior array with chain and draw dimensions."""
+    stacked = values.stack(sample=("chain", "draw"))
+    return stacked.transpose("sample", ...).to_numpy()
+
+
+def new_group_predictions(result: Fit, rows: pd.DataFrame, term: str, seed: int) -> dict[str, dict[str, np.ndarray]]:
+    """Posterior draws of the mean and of a new observation for `rows`, whose group the model has not seen.
+
+    `term` is the model's one group-specific term for that group, e.g. "1|county" or "x|site". Returns
+    {"resampled": {...}, "textbook": {...}}, each with "mean" and "response" arrays of shape draws x rows:
+    "resampled" is Bambi's `sample_new_groups=True`; "textbook" adds u ~ N(0, tau) per draw, times the term's
+    predictor (1 for an intercept), to the prediction without group effects. Both add N(0, sigma) noise.
+    """
+    if term not in result.idata.posterior:
+        raise ValueError(f"{result.spec.name} has no group term {term!r}; its posterior has {list(result.idata.posterior)}")
+    rng = np.random.default_rng(seed)
+    model, idata = result.model, result.idata
+    resampled = model.predict(idata, data=rows, kind="response_params", inplace=False, sample_new_groups=True,
+                              random_seed=seed)
+    common = model.predict(idata, data=rows, kind="response_params", inplace=False, include_group_specific=False)
+    tau = _stacked(idata.posterior[f"{term}_sigma"])
+    expression = term.split("|")[0]
+    predictor = np.ones(len(rows)) if expression == "1" else rows[expression].to_numpy(dtype=float)
+    means = {
+        "resampled": _stacked(resampled.posterior["mu"]),
+        "textbook": _stacked(common.posterior["mu"]) + rng.normal(0.0, tau)[:, None] * predictor,
+    }
+    sigma = _stacked(idata.posterior["sigma"])[:, None]
+    return {
+        name: {"mean": mean, "response": mean + sigma * rng.standard_normal(mean.shape)}
+        for name, mean in means.items()
+    }
