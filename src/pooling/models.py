@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import bambi as bmb
+import pandas as pd
 import pymc as pm
 
 
@@ -189,6 +190,44 @@ def varying_slopes(data, correlated: bool) -> pm.Model:
     return model
 
 
+def three_levels(data, centred_states: bool = True) -> pm.Model:
+    """Homes in counties in states, every level partially pooled, a floor effect and a residual sd per state.
+
+    log_radon_i ~ N(state_level[s] + county_effect[c] + floor * floor_i, sigma[s]), with state levels drawn
+    from N(mu, state_sd) and county effects, within their state, from N(0, county_sd). Bambi could state the
+    formula (`1 + floor + (1 | state) + (1 | state:county)`, `sigma ~ 0 + state`) but applies one
+    parameterisation to every group term; here each level gets its own. The nine states each have hundreds of
+    homes, so their levels are centred on mu directly (which also makes mu the mean of the state population,
+    not a separate intercept that the state effects could trade against); most counties have a few homes, so
+    their effects are non-centred. Priors are weakly informative on the log scale of pCi/L; with nine states the
+    HalfNormal(0.5) on state_sd still matters, and the chapter says so. Counties are the data's own (FIPS).
+    `centred_states=False` writes the state levels non-centred too, for the chapter's comparison of the two.
+    """
+    states = data["state"].astype(str)
+    counties = data["county"].astype(str)
+    state_names = sorted(states.unique())
+    county_names = sorted(counties.unique())
+    state = pd.Categorical(states, categories=state_names).codes
+    county = pd.Categorical(counties, categories=county_names).codes
+    coords = {"state": state_names, "county": county_names}
+    with pm.Model(coords=coords) as model:
+        mu = pm.Normal("mu", 1.0, 1.0)
+        state_sd = pm.HalfNormal("state_sd", 0.5)
+        if centred_states:
+            state_level = pm.Normal("state_level", mu, state_sd, dims="state")
+        else:
+            state_standard = pm.Normal("state_standard", 0.0, 1.0, dims="state")
+            state_level = pm.Deterministic("state_level", mu + state_standard * state_sd, dims="state")
+        county_sd = pm.HalfNormal("county_sd", 0.5)
+        county_standard = pm.Normal("county_standard", 0.0, 1.0, dims="county")
+        county_effect = pm.Deterministic("county_effect", county_standard * county_sd, dims="county")
+        floor_effect = pm.Normal("floor", 0.0, 1.0)
+        sigma = pm.HalfNormal("sigma", 1.0, dims="state")
+        mean = state_level[state] + county_effect[county] + floor_effect * data["floor"].to_numpy()
+        pm.Normal("log_radon", mean, sigma[state], observed=data["log_radon"].to_numpy())
+    return model
+
+
 # Weakly informative priors on the log scale of pCi/L: a county's basement level within a factor of about e^2 of
 # e^1 = 2.7 pCi/L, a floor effect within a factor of about e^2, county and home variation of the same order.
 WEAKLY_INFORMATIVE = {
@@ -270,9 +309,15 @@ RADON_MODELS = {
         ),
         ModelSpec(
             "radon_three_levels",
-            "log_radon ~ 1 + floor + (1 | state) + (1 | state:county)",
-            distributional="sigma ~ 0 + state",
+            "log_radon ~ 1 + floor + (1 | state) + (1 | state:county); sigma ~ 0 + state (PyMC)",
+            builder=three_levels,
             description="homes in counties in states: states and counties partially pooled, a residual sd per state",
+        ),
+        ModelSpec(
+            "radon_three_levels_noncentred_states",
+            "log_radon ~ 1 + floor + (1 | state) + (1 | state:county); sigma ~ 0 + state (PyMC, states non-centred)",
+            builder=functools.partial(three_levels, centred_states=False),
+            description="the same, with the state levels non-centred like the counties",
         ),
         ModelSpec(
             "radon_all_states",

@@ -1,4 +1,4 @@
-"""Predictions for a group the model has not seen: Bambi's resampling of existing groups and the textbook draw.
+"""Predictions: for a group the model has not seen (Bambi's resampling and the textbook draw), and out of sample (LOO).
 
 Bambi 0.17.2's `predict(..., sample_new_groups=True)` does not draw a new group's effect from N(0, tau): in
 `bambi/model_components.py`, `GroupSpecificComponent._construct_u_with_new_groups` picks, for each draw index,
@@ -11,6 +11,9 @@ differ when there are few: with two groups, resampling can only return one of tw
 
 from __future__ import annotations
 
+import warnings
+
+import arviz as az
 import numpy as np
 import pandas as pd
 
@@ -50,3 +53,14 @@ def new_group_predictions(result: Fit, rows: pd.DataFrame, term: str, seed: int)
         name: {"mean": mean, "response": mean + sigma * rng.standard_normal(mean.shape)}
         for name, mean in means.items()
     }
+
+
+def elpd_difference(first, second) -> tuple[float, float]:
+    """elpd_loo of `first` minus that of `second` (two InferenceData with pointwise log-likelihoods of the same
+    observations) and the standard error of the difference, from the pointwise differences [@vehtari2017practical]."""
+    with warnings.catch_warnings():
+        # Pareto-k warnings are reported per model in the LOO table; here only the difference is wanted.
+        warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto")
+        pointwise = [az.loo(idata, pointwise=True).loo_i.to_numpy() for idata in (first, second)]
+    difference = pointwise[0] - pointwise[1]
+    return float(difference.sum()), float(np.sqrt(len(difference) * difference.var()))
