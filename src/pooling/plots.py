@@ -602,3 +602,38 @@ def elpd_comparison(comparison: pd.DataFrame, title: str) -> go.Figure:
         height=max(380, 45 * len(comparison) + 180),
     )
     return figure
+
+
+def nested_levels(levels: pd.DataFrame, members: pd.DataFrame, title: str, y_title: str) -> go.Figure:
+    """Levels of the upper groups with their 94% central intervals (one trace per `estimate`, e.g. a model), and
+    the levels of the groups nested in them as jittered points (Gelman and Hill's picture of a multilevel model).
+    `levels` has columns estimate, group, mean, low, high; `members` has columns group (the upper group), member,
+    mean, size."""
+    figure = go.Figure()
+    upper = list(dict.fromkeys(levels["group"]))
+    position = {group: index for index, group in enumerate(upper)}
+    jitter = np.random.default_rng(2).uniform(-0.25, 0.25, len(members))
+    figure.add_scatter(
+        x=members["group"].map(position) + jitter, y=members["mean"], mode="markers", name="county level (mean)",
+        text=members["member"], customdata=counts_text(members["size"]),
+        marker={"color": "rgba(120,120,120,0.45)", "size": 5, "symbol": "circle"},
+        hovertemplate="%{text}<br>level %{y:.2f}<br>%{customdata}<extra></extra>",
+    )
+    symbols = ("diamond", "square", "triangle-up")
+    for index, (estimate, part) in enumerate(levels.groupby("estimate", sort=False)):
+        offset = 0.12 * (index - (levels["estimate"].nunique() - 1) / 2)
+        figure.add_scatter(
+            x=part["group"].map(position) + offset, y=part["mean"], mode="markers", name=estimate, text=part["group"],
+            marker={"color": color_of(index), "size": 11, "symbol": symbols[index % len(symbols)],
+                    "line": {"width": 1, "color": "black"}},
+            error_y={"type": "data", "symmetric": False, "array": part["high"] - part["mean"],
+                     "arrayminus": part["mean"] - part["low"], "thickness": 2},
+            customdata=part[["low", "high"]].to_numpy(),
+            hovertemplate=f"{estimate}<br>%{{text}}: %{{y:.2f}}<br>94% central interval %{{customdata[0]:.2f}} to "
+            "%{customdata[1]:.2f}<extra></extra>",
+        )
+    figure.update_layout(
+        title=title, yaxis_title=y_title,
+        xaxis={"title": "state", "tickvals": list(range(len(upper))), "ticktext": upper},
+    )
+    return figure
