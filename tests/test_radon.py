@@ -110,7 +110,8 @@ def test_three_level_model_structure(survey):
     assert len(model.coords["county"]) == measured["fips"].nunique()
     free = {variable.name: variable for variable in model.free_RVs}
     assert set(free) == {"mu", "state_sd", "state_level", "county_sd", "county_standard", "floor", "sigma"}
-    shapes = {name: tuple(model.initial_point()[model.rvs_to_values[variable].name].shape) for name, variable in free.items()}
+    start = model.initial_point()
+    shapes = {name: start[model.rvs_to_values[variable].name].shape for name, variable in free.items()}
     assert shapes["state_level"] == shapes["sigma"] == (9,)
     assert shapes["county_standard"] == (measured["fips"].nunique(),)
     # Every county sits in one state, so "county within state" is a partition of the homes.

@@ -396,8 +396,10 @@ def shrinkage_by_size(table: pd.DataFrame, pooled: float, title: str, y_title: s
             error_y=bars,
             customdata=np.stack([table["size"], table["unpooled"], table["partial"], *interval_data], axis=1),
             hovertemplate="%{text}<br>" + size_title + ": %{customdata[0]}<br>unpooled %{customdata[1]:.2f}"
-            "<br>partially pooled %{customdata[2]:.2f}" + (f"<br>{label}:" if with_intervals else "")
-            + interval_hover + "<extra></extra>",
+            "<br>partially pooled %{customdata[2]:.2f}"
+            + (f"<br>{label}:" if with_intervals else "")
+            + interval_hover
+            + "<extra></extra>",
         )
     figure.add_hline(y=pooled, line={"dash": "dash", "color": "black"}, annotation_text=f"pooled: {pooled:.2f}")
     figure.update_layout(title=title, xaxis={"title": size_title + " (log scale)", "type": "log"}, yaxis_title=y_title)
@@ -494,8 +496,13 @@ def county_panels(points: pd.DataFrame, lines: pd.DataFrame, choices: dict[str, 
     rows = -(-panels // columns)
     first = next(iter(choices.values()))
     figure = make_subplots(
-        rows=rows, cols=columns, shared_xaxes=True, shared_yaxes=True, subplot_titles=first,
-        vertical_spacing=0.14, horizontal_spacing=0.03,
+        rows=rows,
+        cols=columns,
+        shared_xaxes=True,
+        shared_yaxes=True,
+        subplot_titles=first,
+        vertical_spacing=0.14,
+        horizontal_spacing=0.03,
     )
     models = list(dict.fromkeys(lines["model"]))
     jitter = np.random.default_rng(1).uniform(-0.06, 0.06, len(points))
@@ -504,12 +511,22 @@ def county_panels(points: pd.DataFrame, lines: pd.DataFrame, choices: dict[str, 
     def panel_data(county: str) -> list[dict]:
         """x, y and hover text of the panel's traces: the homes, then one line per model."""
         mine = points["county"] == county
-        data = [{"x": (points.loc[mine, "floor"] + jitter[mine.to_numpy()]).round(3).tolist(),
-                 "y": points.loc[mine, "log_radon"].round(3).tolist(), "text": f"{county}: a home"}]
+        data = [
+            {
+                "x": (points.loc[mine, "floor"] + jitter[mine.to_numpy()]).round(3).tolist(),
+                "y": points.loc[mine, "log_radon"].round(3).tolist(),
+                "text": f"{county}: a home",
+            }
+        ]
         for model in models:
             line = lines[(lines["county"] == county) & (lines["model"] == model)].iloc[0]
-            data.append({"x": [0, 1], "y": [line.intercept, line.intercept + line.slope],
-                         "text": f"{county}: {model}<br>basement {line.intercept:.2f}, floor effect {line.slope:.2f}"})
+            data.append(
+                {
+                    "x": [0, 1],
+                    "y": [line.intercept, line.intercept + line.slope],
+                    "text": f"{county}: {model}<br>basement {line.intercept:.2f}, floor effect {line.slope:.2f}",
+                }
+            )
         return data
 
     for panel, county in enumerate(first):
@@ -517,10 +534,13 @@ def county_panels(points: pd.DataFrame, lines: pd.DataFrame, choices: dict[str, 
         for index, trace in enumerate(panel_data(county)):
             is_points = index == 0
             figure.add_scatter(
-                **trace, row=row + 1, col=column + 1,
+                **trace,
+                row=row + 1,
+                col=column + 1,
                 mode="markers" if is_points else "lines",
                 name="homes" if is_points else models[index - 1],
-                legendgroup=str(index), showlegend=panel == 0,
+                legendgroup=str(index),
+                showlegend=panel == 0,
                 marker={"color": "rgba(80,80,80,0.55)", "size": 5},
                 line={"color": color_of(index - 1), "dash": PANEL_LINE_STYLES[(index - 1) % 4], "width": 2},
                 hovertemplate="%{text}<br>floor %{x:.0f}, log radon %{y:.2f}<extra></extra>",
@@ -529,17 +549,32 @@ def county_panels(points: pd.DataFrame, lines: pd.DataFrame, choices: dict[str, 
     buttons = []
     for label, counties in choices.items():
         traces = [trace for county in counties for trace in panel_data(county)]
-        names = [dict(titles[panel], text=f"{county} ({homes.get(county, 0)} homes)") for panel, county in
-                 enumerate(counties)]
-        buttons.append({
-            "label": label, "method": "update",
-            "args": [{key: [trace[key] for trace in traces] for key in ("x", "y", "text")}, {"annotations": names}],
-        })
+        names = [
+            dict(titles[panel], text=f"{county} ({homes.get(county, 0)} homes)")
+            for panel, county in enumerate(counties)
+        ]
+        buttons.append(
+            {
+                "label": label,
+                "method": "update",
+                "args": [{key: [trace[key] for trace in traces] for key in ("x", "y", "text")}, {"annotations": names}],
+            }
+        )
     figure.update_layout(buttons[0]["args"][1])
     figure.update_layout(
-        title=title, height=300 * rows + 160,
-        updatemenus=[{"buttons": buttons, "x": 0, "xanchor": "left", "y": 1.0, "yanchor": "bottom",
-                      "pad": {"b": 30}, "showactive": True}],
+        title=title,
+        height=300 * rows + 160,
+        updatemenus=[
+            {
+                "buttons": buttons,
+                "x": 0,
+                "xanchor": "left",
+                "y": 1.0,
+                "yanchor": "bottom",
+                "pad": {"b": 30},
+                "showactive": True,
+            }
+        ],
         margin={"t": 130},
     )
     figure.update_xaxes(tickvals=[0, 1], ticktext=["basement", "first floor"], range=[-0.3, 1.3])
@@ -549,24 +584,33 @@ def county_panels(points: pd.DataFrame, lines: pd.DataFrame, choices: dict[str, 
     return figure
 
 
-def estimates_against_predictor(table: pd.DataFrame, line: tuple[float, float], title: str, x_title: str,
-                                y_title: str) -> go.Figure:
+def estimates_against_predictor(
+    table: pd.DataFrame, line: tuple[float, float], title: str, x_title: str, y_title: str
+) -> go.Figure:
     """Group estimates (mean and +-1 posterior sd) against a group-level predictor, with the fitted group-level
     line (intercept, slope), as in Gelman and Hill's figure 12.6. `table` has columns group, x, mean, sd, size."""
     intercept, slope = line
     grid = np.array([table["x"].min(), table["x"].max()])
     figure = go.Figure()
     figure.add_scatter(
-        x=table["x"], y=table["mean"], mode="markers", name="county estimate, +-1 posterior sd",
-        text=table["group"], marker={"color": color_of(0), "size": 7, "symbol": "circle"},
+        x=table["x"],
+        y=table["mean"],
+        mode="markers",
+        name="county estimate, +-1 posterior sd",
+        text=table["group"],
+        marker={"color": color_of(0), "size": 7, "symbol": "circle"},
         error_y={"type": "data", "array": table["sd"], "thickness": 1, "width": 0},
         customdata=np.stack([table["sd"], table["size"]], axis=1),
         hovertemplate="%{text}<br>" + x_title + " %{x:.2f}<br>estimate %{y:.2f} (sd %{customdata[0]:.2f})"
         "<br>%{customdata[1]} homes<extra></extra>",
     )
     figure.add_scatter(
-        x=grid, y=intercept + slope * grid, mode="lines", name=f"group-level line: {intercept:.2f} + {slope:.2f} x",
-        line={"color": color_of(1), "dash": "dash", "width": 2}, hoverinfo="skip",
+        x=grid,
+        y=intercept + slope * grid,
+        mode="lines",
+        name=f"group-level line: {intercept:.2f} + {slope:.2f} x",
+        line={"color": color_of(1), "dash": "dash", "width": 2},
+        hoverinfo="skip",
     )
     figure.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title)
     return figure
@@ -578,17 +622,27 @@ def elpd_comparison(comparison: pd.DataFrame, title: str) -> go.Figure:
     from plotly.subplots import make_subplots
 
     figure = make_subplots(
-        rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.04,
+        rows=1,
+        cols=2,
+        shared_yaxes=True,
+        horizontal_spacing=0.04,
         subplot_titles=("elpd_loo +- SE", "elpd difference from the best +- SE of the difference"),
     )
     names = comparison.index.astype(str)
-    for index, (label, value, error, symbol) in enumerate((
-        ("elpd_loo", "elpd_loo", "se", "circle"),
-        ("elpd difference from the best", "elpd_diff", "dse", "diamond"),
-    )):
+    for index, (label, value, error, symbol) in enumerate(
+        (
+            ("elpd_loo", "elpd_loo", "se", "circle"),
+            ("elpd difference from the best", "elpd_diff", "dse", "diamond"),
+        )
+    ):
         centre = -comparison[value] if value == "elpd_diff" else comparison[value]
         figure.add_scatter(
-            x=centre, y=names, mode="markers", name=label, row=1, col=index + 1,
+            x=centre,
+            y=names,
+            mode="markers",
+            name=label,
+            row=1,
+            col=index + 1,
             marker={"color": color_of(index), "size": 9, "symbol": symbol},
             error_x={"type": "data", "array": comparison[error], "thickness": 1.5},
             customdata=comparison[error],
@@ -598,7 +652,9 @@ def elpd_comparison(comparison: pd.DataFrame, title: str) -> go.Figure:
     figure.update_xaxes(title_text="elpd_loo (higher is better)", row=1, col=1)
     figure.update_xaxes(title_text="difference (0 for the best model)", row=1, col=2)
     figure.update_layout(
-        title=title, yaxis={"autorange": "reversed"}, showlegend=False,
+        title=title,
+        yaxis={"autorange": "reversed"},
+        showlegend=False,
         height=max(380, 45 * len(comparison) + 180),
     )
     return figure
@@ -614,8 +670,12 @@ def nested_levels(levels: pd.DataFrame, members: pd.DataFrame, title: str, y_tit
     position = {group: index for index, group in enumerate(upper)}
     jitter = np.random.default_rng(2).uniform(-0.25, 0.25, len(members))
     figure.add_scatter(
-        x=members["group"].map(position) + jitter, y=members["mean"], mode="markers", name="county level (mean)",
-        text=members["member"], customdata=counts_text(members["size"]),
+        x=members["group"].map(position) + jitter,
+        y=members["mean"],
+        mode="markers",
+        name="county level (mean)",
+        text=members["member"],
+        customdata=counts_text(members["size"]),
         marker={"color": "rgba(120,120,120,0.45)", "size": 5, "symbol": "circle"},
         hovertemplate="%{text}<br>level %{y:.2f}<br>%{customdata}<extra></extra>",
     )
@@ -623,17 +683,31 @@ def nested_levels(levels: pd.DataFrame, members: pd.DataFrame, title: str, y_tit
     for index, (estimate, part) in enumerate(levels.groupby("estimate", sort=False)):
         offset = 0.12 * (index - (levels["estimate"].nunique() - 1) / 2)
         figure.add_scatter(
-            x=part["group"].map(position) + offset, y=part["mean"], mode="markers", name=estimate, text=part["group"],
-            marker={"color": color_of(index), "size": 11, "symbol": symbols[index % len(symbols)],
-                    "line": {"width": 1, "color": "black"}},
-            error_y={"type": "data", "symmetric": False, "array": part["high"] - part["mean"],
-                     "arrayminus": part["mean"] - part["low"], "thickness": 2},
+            x=part["group"].map(position) + offset,
+            y=part["mean"],
+            mode="markers",
+            name=estimate,
+            text=part["group"],
+            marker={
+                "color": color_of(index),
+                "size": 11,
+                "symbol": symbols[index % len(symbols)],
+                "line": {"width": 1, "color": "black"},
+            },
+            error_y={
+                "type": "data",
+                "symmetric": False,
+                "array": part["high"] - part["mean"],
+                "arrayminus": part["mean"] - part["low"],
+                "thickness": 2,
+            },
             customdata=part[["low", "high"]].to_numpy(),
             hovertemplate=f"{estimate}<br>%{{text}}: %{{y:.2f}}<br>94% central interval %{{customdata[0]:.2f}} to "
             "%{customdata[1]:.2f}<extra></extra>",
         )
     figure.update_layout(
-        title=title, yaxis_title=y_title,
+        title=title,
+        yaxis_title=y_title,
         xaxis={"title": "state", "tickvals": list(range(len(upper))), "ticktext": upper},
     )
     return figure

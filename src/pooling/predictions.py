@@ -35,11 +35,13 @@ def new_group_predictions(result: Fit, rows: pd.DataFrame, term: str, seed: int)
     predictor (1 for an intercept), to the prediction without group effects. Both add N(0, sigma) noise.
     """
     if term not in result.idata.posterior:
-        raise ValueError(f"{result.spec.name} has no group term {term!r}; its posterior has {list(result.idata.posterior)}")
+        known = list(result.idata.posterior)
+        raise ValueError(f"{result.spec.name} has no group term {term!r}; its posterior has {known}")
     rng = np.random.default_rng(seed)
     model, idata = result.model, result.idata
-    resampled = model.predict(idata, data=rows, kind="response_params", inplace=False, sample_new_groups=True,
-                              random_seed=seed)
+    resampled = model.predict(
+        idata, data=rows, kind="response_params", inplace=False, sample_new_groups=True, random_seed=seed
+    )
     common = model.predict(idata, data=rows, kind="response_params", inplace=False, include_group_specific=False)
     tau = _stacked(idata.posterior[f"{term}_sigma"])
     expression = term.split("|")[0]
@@ -50,8 +52,7 @@ def new_group_predictions(result: Fit, rows: pd.DataFrame, term: str, seed: int)
     }
     sigma = _stacked(idata.posterior["sigma"])[:, None]
     return {
-        name: {"mean": mean, "response": mean + sigma * rng.standard_normal(mean.shape)}
-        for name, mean in means.items()
+        name: {"mean": mean, "response": mean + sigma * rng.standard_normal(mean.shape)} for name, mean in means.items()
     }
 
 
