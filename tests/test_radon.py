@@ -174,3 +174,29 @@ def test_elpd_difference_agrees_with_arviz_compare(minnesota):
     assert comparison.index[0] == "partial"
     assert difference == pytest.approx(comparison.loc["pooled", "elpd_diff"], rel=1e-9)
     assert error == pytest.approx(comparison.loc["pooled", "dse"], rel=1e-6)
+
+
+def test_county_panel_menu_updates_every_panel():
+    """The eight-county panel is static HTML: each menu entry carries the data of every trace and every title."""
+    from pooling import plots
+
+    counties = [f"C{index}" for index in range(10)]
+    points = pd.DataFrame({"county": np.repeat(counties, 3), "floor": np.tile([0, 0, 1], 10), "log_radon": 1.0})
+    lines = pd.DataFrame(
+        [
+            {"county": county, "model": model, "intercept": 1.0, "slope": -0.5}
+            for county in counties
+            for model in ("complete pooling", "no pooling", "partial pooling")
+        ]
+    )
+    choices = {"first eight": counties[:8], "last eight": counties[2:]}
+    figure = plots.county_panels(points, lines, choices, "test")
+    assert len(figure.data) == 8 * 4  # per panel: the homes and three lines
+    (menu,) = figure.layout.updatemenus
+    for button, (label, chosen) in zip(menu.buttons, choices.items(), strict=True):
+        data, layout = button.args
+        assert button.label == label and button.method == "update"
+        assert all(len(data[key]) == len(figure.data) for key in ("x", "y", "text"))
+        assert [annotation["text"] for annotation in layout["annotations"]] == [f"{c} (3 homes)" for c in chosen]
+    # the last entry's first panel shows county C2's homes
+    assert menu.buttons[1].args[0]["text"][0] == "C2: a home"
