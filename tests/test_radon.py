@@ -10,6 +10,7 @@ import statsmodels.formula.api as smf
 from pooling.data import radon_all_states, radon_minnesota
 from pooling.fitting import fit
 from pooling.models import RADON_MODELS
+from pooling.predictions import elpd_difference, new_group_predictions
 
 
 @pytest.fixture(scope="module")
@@ -90,3 +91,112 @@ def test_prediction_for_an_absent_county_is_wider_than_for_a_sampled_one(minneso
     assert width[1] > 2 * width[0]
     # The new county's mean is centred on the state-wide level, not on any one county.
     assert abs(means[1].mean() - float(result.idata.posterior["Intercept"].mean())) < 0.05
+
+
+def test_every_county_is_one_fips_code(survey):
+    """The county count the book states: a county is a FIPS code, and each county label has exactly one."""
+    assert survey.groupby("county", observed=True)["fips"].nunique().eq(1).all()
+    assert survey.groupby("fips")["county"].nunique().eq(1).all()
+    assert survey["fips"].nunique() == 472
+    measured = survey.dropna(subset=["floor"])
+    assert measured["fips"].nunique() == measured["county"].nunique()
+
+
+def test_three_level_model_structure(survey):
+    """States, counties (by FIPS, each inside one state) and a residual sd per state, built without sampling."""
+    measured = survey.dropna(subset=["floor"])
+    model = RADON_MODELS["radon_three_levels"].build(measured).backend_model
+    assert model.coords["state"] == tuple(sorted(measured["state"].astype(str).unique()))
+    assert len(model.coords["county"]) == measured["fips"].nunique()
+    free = {variable.name: variable for variable in model.free_RVs}
+    assert set(free) == {"mu", "state_sd", "state_level", "county_sd", "county_standard", "floor", "sigma"}
+    start = model.initial_point()
+    shapes = {name: start[model.rvs_to_values[variable].name].shape for name, variable in free.items()}
+    assert shapes["state_level"] == shapes["sigma"] == (9,)
+    assert shapes["county_standard"] == (measured["fips"].nunique(),)
+    # Every county sits in one state, so "county within state" is a partition of the homes.
+    assert measured.groupby("county", observed=True)["state"].nunique().eq(1).all()
+    noncentred = RADON_MODELS["radon_three_levels_noncentred_states"].build(measured).backend_model
+    assert "state_standard" in {variable.name for variable in noncentred.free_RVs}
+    assert "state_level" in {variable.name for variable in noncentred.deterministics}
+
+
+def test_uncorrelated_slopes_differ_from_correlated_only_in_the_correlation(minnesota):
+    correlated = RADON_MODELS["radon_correlated_slopes"].build(minnesota).backend_model
+    uncorrelated = RADON_MODELS["radon_uncorrelated_slopes"].build(minnesota).backend_model
+    shared = {"Intercept", "floor", "county_standard", "sigma"}
+    assert shared <= {variable.name for variable in correlated.free_RVs}
+    assert {variable.name for variable in uncorrelated.free_RVs} == shared | {"county_sd"}
+    assert "county_cov" in {variable.name for variable in correlated.free_RVs}
+    assert RADON_MODELS["radon_correlated_slopes"].identity() != RADON_MODELS["radon_uncorrelated_slopes"].identity()
+
+
+@pytest.mark.slow
+def test_textbook_new_county_matches_its_analytic_moments(minnesota):
+    """u ~ N(0, tau) per draw: the new county's mean has the Intercept's mean and variance Var(Intercept) + E[tau^2];
+    a new home adds E[sigma^2]. Tolerances are several Monte Carlo standard errors of 4,000 draws."""
+    result = fit(RADON_MODELS["radon_varying_intercepts"], minnesota)
+    posterior = result.idata.posterior
+    rows = pd.DataFrame({"floor": [0], "county": ["A COUNTY WITH NO DATA"]})
+    textbook = new_group_predictions(result, rows, "1|county", seed=11)["textbook"]
+    intercept, tau, sigma = (posterior[name].to_numpy().ravel() for name in ("Intercept", "1|county_sigma", "sigma"))
+    expected_sd = np.sqrt(intercept.var() + (tau**2).mean())
+    draws = len(intercept)
+    assert abs(textbook["mean"].mean() - intercept.mean()) < 4 * expected_sd / np.sqrt(draws)
+    assert abs(textbook["mean"].std() / expected_sd - 1) < 0.05
+    assert abs(textbook["response"].std() / np.sqrt(expected_sd**2 + (sigma**2).mean()) - 1) < 0.05
+
+
+@pytest.mark.slow
+def test_bambi_new_groups_only_reuse_existing_group_effects(minnesota):
+    """Bambi 0.17.2's sample_new_groups gives each draw the effect of one EXISTING county in that draw."""
+    result = fit(RADON_MODELS["radon_varying_intercepts"], minnesota)
+    posterior = result.idata.posterior.stack(sample=("chain", "draw"))
+    rows = pd.DataFrame({"floor": [0], "county": ["A COUNTY WITH NO DATA"]})
+    resampled = new_group_predictions(result, rows, "1|county", seed=12)["resampled"]["mean"][:, 0]
+    effects = posterior["1|county"].transpose("sample", ...).to_numpy()  # draws x counties
+    implied = resampled - posterior["Intercept"].to_numpy()
+    matches = np.isclose(effects, implied[:, None], rtol=0, atol=1e-9)
+    assert matches.any(axis=1).all()
+    # and it is not a draw from a continuous N(0, tau): the textbook effect matches no existing county
+    textbook = new_group_predictions(result, rows, "1|county", seed=12)["textbook"]["mean"][:, 0]
+    assert not np.isclose(effects, (textbook - posterior["Intercept"].to_numpy())[:, None], atol=1e-9).any(axis=1).any()
+
+
+@pytest.mark.slow
+def test_elpd_difference_agrees_with_arviz_compare(minnesota):
+    import arviz as az
+
+    partial = fit(RADON_MODELS["radon_varying_intercepts"], minnesota).idata
+    pooled = fit(RADON_MODELS["radon_pooled"], minnesota).idata
+    difference, error = elpd_difference(partial, pooled)
+    comparison = az.compare({"partial": partial, "pooled": pooled})
+    assert comparison.index[0] == "partial"
+    assert difference == pytest.approx(comparison.loc["pooled", "elpd_diff"], rel=1e-9)
+    assert error == pytest.approx(comparison.loc["pooled", "dse"], rel=1e-6)
+
+
+def test_county_panel_menu_updates_every_panel():
+    """The eight-county panel is static HTML: each menu entry carries the data of every trace and every title."""
+    from pooling import plots
+
+    counties = [f"C{index}" for index in range(10)]
+    points = pd.DataFrame({"county": np.repeat(counties, 3), "floor": np.tile([0, 0, 1], 10), "log_radon": 1.0})
+    lines = pd.DataFrame(
+        [
+            {"county": county, "model": model, "intercept": 1.0, "slope": -0.5}
+            for county in counties
+            for model in ("complete pooling", "no pooling", "partial pooling")
+        ]
+    )
+    choices = {"first eight": counties[:8], "last eight": counties[2:]}
+    figure = plots.county_panels(points, lines, choices, "test")
+    assert len(figure.data) == 8 * 4  # per panel: the homes and three lines
+    (menu,) = figure.layout.updatemenus
+    for button, (label, chosen) in zip(menu.buttons, choices.items(), strict=True):
+        data, layout = button.args
+        assert button.label == label and button.method == "update"
+        assert all(len(data[key]) == len(figure.data) for key in ("x", "y", "text"))
+        assert [annotation["text"] for annotation in layout["annotations"]] == [f"{c} (3 homes)" for c in chosen]
+    # the last entry's first panel shows county C2's homes
+    assert menu.buttons[1].args[0]["text"][0] == "C2: a home"

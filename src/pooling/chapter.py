@@ -14,7 +14,7 @@ from IPython.display import HTML, Markdown, display
 from plotly.io._base_renderers import MimetypeRenderer
 
 from pooling.data import PROJECT_ROOT
-from pooling.fitting import forget_chapter
+from pooling.fitting import central_quantiles, forget_chapter
 
 PLOTLY_ASSET = Path("assets") / "plotly.min.js"
 
@@ -87,3 +87,10 @@ def prose(text: str) -> None:
 def number(value: float, digits: int = 2) -> str:
     """A number formatted for prose, with a true minus sign."""
     return f"{value:.{digits}f}".replace("-", "−")
+
+
+def mean_and_interval(draws, digits: int = 2) -> str:
+    """Posterior mean and 94% central interval of draws, as one table cell: "1.23 (0.98 to 1.50)"."""
+    values = np.asarray(draws).ravel()
+    low, high = np.quantile(values, central_quantiles())
+    return f"{number(values.mean(), digits)} ({number(low, digits)} to {number(high, digits)})"

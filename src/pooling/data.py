@@ -213,6 +213,21 @@ def _log_radon_transform(log_radon: str):
     return LOG_RADON_TRANSFORMS[log_radon]
 
 
+def county_uranium(raw_dir: Path = RAW_DIR) -> pd.DataFrame:
+    """Every county of cty.dat, measured or not: fips, state, county_name and uranium (ppm), one row per FIPS."""
+    counties = _read_table(fetch_radon_files(raw_dir)["cty.dat"], ["stfips", "ctfips", "st", "cty", "Uppm"])
+    return pd.DataFrame(
+        {
+            "fips": (_numeric(counties, "stfips", "cty.dat") * 1000 + _numeric(counties, "ctfips", "cty.dat")).astype(
+                int
+            ),
+            "state": counties["st"],
+            "county_name": counties["cty"],
+            "uranium": _numeric(counties, "Uppm", "cty.dat"),
+        }
+    ).drop_duplicates("fips")  # two Minnesota FIPS codes are listed twice with the same value
+
+
 def radon_survey(raw_dir: Path = RAW_DIR, log_radon: str = "book") -> pd.DataFrame:
     """The whole radon survey, one row per home, joined with county uranium (Gelman and Hill's derivation).
 
@@ -227,7 +242,6 @@ def radon_survey(raw_dir: Path = RAW_DIR, log_radon: str = "book") -> pd.DataFra
     paths = fetch_radon_files(raw_dir)
     columns = ["idnum", "state", "state2", "stfips", "cntyfips", "county", "floor", "activity"]
     homes = _read_table(paths["srrs2.dat"], columns)
-    counties = _read_table(paths["cty.dat"], ["stfips", "ctfips", "st", "cty", "Uppm"])
 
     table = pd.DataFrame(
         {
@@ -242,15 +256,9 @@ def radon_survey(raw_dir: Path = RAW_DIR, log_radon: str = "book") -> pd.DataFra
             "activity": _numeric(homes, "activity", "srrs2.dat"),
         }
     )
-    uranium = pd.DataFrame(
-        {
-            "fips": (_numeric(counties, "stfips", "cty.dat") * 1000 + _numeric(counties, "ctfips", "cty.dat")).astype(
-                int
-            ),
-            "uranium": _numeric(counties, "Uppm", "cty.dat"),
-            "fips_county_name": counties["cty"],
-        }
-    ).drop_duplicates("fips")  # two Minnesota FIPS codes are listed twice with the same value
+    uranium = county_uranium(raw_dir).rename(columns={"county_name": "fips_county_name"})[
+        ["fips", "uranium", "fips_county_name"]
+    ]
     table = table.merge(uranium, on="fips", how="left", validate="many_to_one")
     table = table.drop_duplicates("idnum").reset_index(drop=True)
     table["log_radon"] = transform(table["activity"])

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import bambi as bmb
+import pandas as pd
 import pymc as pm
 
 
@@ -45,7 +47,7 @@ class ModelSpec:
         """A plain description of the spec, used in cache keys and reports."""
         return {
             # A hand-written model is identified by its code, so editing it invalidates cached fits.
-            "builder": inspect.getsource(self.builder) if self.builder else None,
+            "builder": builder_source(self.builder) if self.builder else None,
             "formula": self.formula,
             "distributional": self.distributional,
             "priors": {term: str(prior) for term, prior in sorted(self.priors.items())},
@@ -53,6 +55,13 @@ class ModelSpec:
             "family": self.family,
             "combined": [[name, list(parts)] for name, parts in self.combined],
         }
+
+
+def builder_source(builder: Callable) -> str:
+    """The code of a hand-written model, and the arguments a `functools.partial` fixes, for cache keys."""
+    if isinstance(builder, functools.partial):
+        return inspect.getsource(builder.func) + repr(builder.args) + repr(sorted(builder.keywords.items()))
+    return inspect.getsource(builder)
 
 
 class PymcModel:
@@ -153,32 +162,93 @@ TOY_MODELS = {
 }
 
 
-def correlated_varying_slopes(data) -> pm.Model:
-    """log_radon ~ 1 + floor + (1 + floor | county) with correlated county intercepts and slopes (LKJ prior).
+def varying_slopes(data, correlated: bool) -> pm.Model:
+    """log_radon ~ 1 + floor + (1 + floor | county) in PyMC, with or without an intercept-slope correlation.
 
-    Bambi's `(1 + floor | county)` keeps the two county effects independent; here their 2 x 2 covariance
-    has an LKJ(2) prior on the correlation and Exponential(2) priors on the two sds (non-centred). The floor
-    slopes barely vary between counties, and a prior that keeps their sd near its scale (mean 0.5) samples
-    cleanly where a HalfNormal(1) left the sampler stuck (bulk ESS below 100).
+    Bambi's `(1 + floor | county)` keeps the two county effects independent; here their 2 x 2 covariance has
+    Exponential(2) priors on the two sds (non-centred) and, when `correlated`, an LKJ(2) prior on the correlation;
+    otherwise the correlation is 0. Both versions share every other prior, so they differ only in the
+    correlation. The floor slopes barely vary between counties, and a prior that keeps their sd near its scale
+    (mean 0.5) samples cleanly where a HalfNormal(1) left the sampler stuck (bulk ESS below 100).
     """
     county = data["county"].cat.codes.to_numpy()
     coords = {"county": list(data["county"].cat.categories), "effect": ["intercept", "floor"]}
     with pm.Model(coords=coords) as model:
         intercept = pm.Normal("Intercept", 1.5, 2.5)
         floor_slope = pm.Normal("floor", 0.0, 2.5)
-        chol, correlation, sds = pm.LKJCholeskyCov(
-            "county_cov", n=2, eta=2.0, sd_dist=pm.Exponential.dist(2.0, shape=2), compute_corr=True
-        )
-        pm.Deterministic("county_correlation", correlation[0, 1])
-        pm.Deterministic("county_sd", sds, dims="effect")
         standard = pm.Normal("county_standard", 0.0, 1.0, dims=("county", "effect"))
-        effects = pm.Deterministic("county_effects", standard @ chol.T, dims=("county", "effect"))
+        if correlated:
+            chol, correlation, sds = pm.LKJCholeskyCov(
+                "county_cov", n=2, eta=2.0, sd_dist=pm.Exponential.dist(2.0, shape=2), compute_corr=True
+            )
+            pm.Deterministic("county_correlation", correlation[0, 1])
+            pm.Deterministic("county_sd", sds, dims="effect")
+            effects = pm.Deterministic("county_effects", standard @ chol.T, dims=("county", "effect"))
+        else:
+            sds = pm.Exponential("county_sd", 2.0, dims="effect")
+            effects = pm.Deterministic("county_effects", standard * sds, dims=("county", "effect"))
         sigma = pm.HalfStudentT("sigma", nu=4, sigma=1.0)
         floor = data["floor"].to_numpy()
         mean = intercept + effects[county, 0] + (floor_slope + effects[county, 1]) * floor
         pm.Normal("log_radon", mean, sigma, observed=data["log_radon"].to_numpy())
     return model
 
+
+def three_levels(data, states: str = "centred", sigma_per_state: bool = True) -> pm.Model:
+    """Homes in counties in states: a floor effect, counties partially pooled within their state, and states
+    partially pooled ("centred" or "non-centred") or each given a fixed level ("fixed").
+
+    log_radon_i ~ N(state_level[s] + county_effect[c] + floor * floor_i, sigma[s]), with county effects from
+    N(0, county_sd) and, when pooled, state levels from N(mu, state_sd). Bambi could state the formula
+    (`1 + floor + (1 | state) + (1 | state:county)`, `sigma ~ 0 + state`) but applies one parameterisation to
+    every group term; here each level gets its own. The nine states each have hundreds of homes, so "centred"
+    draws their levels around mu directly (which also makes mu the mean of the state population, not a separate
+    intercept that the state effects could trade against); most counties have a few homes, so their effects are
+    non-centred. "fixed" gives each state an independent N(1, 1) level, as `0 + state` does. Priors are weakly
+    informative on the log scale of pCi/L; with nine states the HalfNormal(0.5) on state_sd still matters, and
+    the chapter says so. `sigma_per_state=False` keeps one residual sd. Counties are the data's own (FIPS).
+    """
+    if states not in ("centred", "non-centred", "fixed"):
+        raise ValueError(f"states must be 'centred', 'non-centred' or 'fixed', not {states!r}")
+    state_labels = data["state"].astype(str)
+    county_labels = data["county"].astype(str)
+    state_names = sorted(state_labels.unique())
+    county_names = sorted(county_labels.unique())
+    state = pd.Categorical(state_labels, categories=state_names).codes
+    county = pd.Categorical(county_labels, categories=county_names).codes
+    coords = {"state": state_names, "county": county_names}
+    with pm.Model(coords=coords) as model:
+        if states == "fixed":
+            state_level = pm.Normal("state_level", 1.0, 1.0, dims="state")
+        else:
+            mu = pm.Normal("mu", 1.0, 1.0)
+            state_sd = pm.HalfNormal("state_sd", 0.5)
+            if states == "centred":
+                state_level = pm.Normal("state_level", mu, state_sd, dims="state")
+            else:
+                state_standard = pm.Normal("state_standard", 0.0, 1.0, dims="state")
+                state_level = pm.Deterministic("state_level", mu + state_standard * state_sd, dims="state")
+        county_sd = pm.HalfNormal("county_sd", 0.5)
+        county_standard = pm.Normal("county_standard", 0.0, 1.0, dims="county")
+        county_effect = pm.Deterministic("county_effect", county_standard * county_sd, dims="county")
+        floor_effect = pm.Normal("floor", 0.0, 1.0)
+        if sigma_per_state:
+            sigma = pm.HalfNormal("sigma", 1.0, dims="state")[state]
+        else:
+            sigma = pm.HalfNormal("sigma", 1.0)
+        mean = state_level[state] + county_effect[county] + floor_effect * data["floor"].to_numpy()
+        pm.Normal("log_radon", mean, sigma, observed=data["log_radon"].to_numpy())
+    return model
+
+
+# Weakly informative priors on the log scale of pCi/L: a county's basement level within a factor of about e^2 of
+# e^1 = 2.7 pCi/L, a floor effect within a factor of about e^2, county and home variation of the same order.
+WEAKLY_INFORMATIVE = {
+    "Intercept": bmb.Prior("Normal", mu=1, sigma=1),
+    "floor": bmb.Prior("Normal", mu=0, sigma=1),
+    "1|county": bmb.Prior("Normal", mu=0, sigma=bmb.Prior("HalfNormal", sigma=0.5)),
+    "sigma": bmb.Prior("HalfNormal", sigma=1),
+}
 
 COUNTY_FLOOR_SLOPE = (("county_floor_slope", ("floor", "floor|county")),)
 
@@ -230,8 +300,20 @@ RADON_MODELS = {
         ModelSpec(
             "radon_correlated_slopes",
             "log_radon ~ 1 + floor + (1 + floor | county), correlated (PyMC, LKJ)",
-            builder=correlated_varying_slopes,
+            builder=functools.partial(varying_slopes, correlated=True),
             description="varying intercepts and slopes with correlation",
+        ),
+        ModelSpec(
+            "radon_uncorrelated_slopes",
+            "log_radon ~ 1 + floor + (1 + floor | county), uncorrelated (PyMC, same priors)",
+            builder=functools.partial(varying_slopes, correlated=False),
+            description="varying intercepts and slopes, no correlation, otherwise the correlated model's priors",
+        ),
+        ModelSpec(
+            "radon_varying_intercepts_weakly_informative",
+            "log_radon ~ 1 + floor + (1 | county)",
+            WEAKLY_INFORMATIVE,
+            description="partially pooled intercepts with weakly informative priors",
         ),
         ModelSpec(
             "radon_uranium",
@@ -239,9 +321,23 @@ RADON_MODELS = {
             description="county log-uranium as a group-level predictor",
         ),
         ModelSpec(
+            "radon_three_levels",
+            "log_radon ~ 1 + floor + (1 | state) + (1 | state:county); sigma ~ 0 + state (PyMC)",
+            builder=three_levels,
+            description="homes in counties in states: states and counties partially pooled, a residual sd per state",
+        ),
+        ModelSpec(
+            "radon_three_levels_noncentred_states",
+            "log_radon ~ 1 + floor + (1 | state) + (1 | state:county); sigma ~ 0 + state (PyMC, states non-centred)",
+            builder=functools.partial(three_levels, states="non-centred"),
+            description="the same, with the state levels non-centred like the counties",
+        ),
+        ModelSpec(
             "radon_all_states",
-            "log_radon ~ 0 + state + floor + (1 | state:county)",
-            description="all nine states: a level per state, counties partially pooled within their state",
+            "log_radon ~ 0 + state + floor + (1 | state:county) (PyMC)",
+            # Written in PyMC, not Bambi: Bambi's log-likelihood of these 12,490 homes needed about 8 GB of memory.
+            builder=functools.partial(three_levels, states="fixed", sigma_per_state=False),
+            description="all nine states: a fixed level per state, counties partially pooled within their state",
         ),
     ]
 }

@@ -106,23 +106,40 @@ def predictive_bands(data: pd.DataFrame, predictive: np.ndarray, title: str, gro
     return figure
 
 
-def posterior_densities(draws: dict[str, np.ndarray], title: str, x_title: str) -> go.Figure:
-    """Overlaid kernel density estimates of posterior draws, one curve per label."""
+def posterior_densities(
+    draws: dict[str, np.ndarray],
+    title: str,
+    x_title: str,
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    y_title: str = "posterior density",
+) -> go.Figure:
+    """Overlaid kernel density estimates of draws, one curve per label, each in its own colour and dash;
+    `curves` adds exact densities ({label: (grid, density)}, such as a prior), drawn as thin dashed lines."""
     from scipy.stats import gaussian_kde
 
     figure = go.Figure()
+    dashes = ("solid", "dash", "dot", "dashdot", "longdash")
     for index, (label, values) in enumerate(draws.items()):
         values = np.asarray(values)
-        grid = np.linspace(*np.quantile(values, [0.001, 0.999]), 200)
+        grid = np.linspace(*np.quantile(values, [0.001, 0.999]), 300)
         figure.add_scatter(
             x=grid,
             y=gaussian_kde(values)(grid),
             mode="lines",
             name=label,
-            line={"color": color_of(index), "width": 2},
+            line={"color": color_of(index), "width": 2, "dash": dashes[index % len(dashes)]},
             hovertemplate=f"{label}<br>value %{{x:.2f}}<br>density %{{y:.3f}}<extra></extra>",
         )
-    figure.update_layout(title=title, xaxis_title=x_title, yaxis_title="posterior density")
+    for index, (label, (grid, density)) in enumerate((curves or {}).items(), start=len(draws)):
+        figure.add_scatter(
+            x=grid,
+            y=density,
+            mode="lines",
+            name=label,
+            line={"color": color_of(index), "width": 1.5, "dash": "dash"},
+            hovertemplate=f"{label}<br>value %{{x:.2f}}<br>density %{{y:.3f}}<extra></extra>",
+        )
+    figure.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title)
     return figure
 
 
@@ -320,16 +337,31 @@ def tau_posteriors(curves: dict[str, tuple[np.ndarray, np.ndarray, Callable]], t
     return figure
 
 
+def shrinkage_table(groups, sizes, unpooled: pd.DataFrame, partial: pd.DataFrame) -> pd.DataFrame:
+    """The input of `shrinkage_by_size` from posterior draws (one column per group): each group's mean and
+    94% central interval, unpooled and partially pooled."""
+    groups = [str(group) for group in groups]
+    table = pd.DataFrame({"group": groups, "size": np.asarray(sizes)})
+    for column, draws in (("unpooled", unpooled), ("partial", partial)):
+        table[column] = draws[groups].mean().to_numpy()
+        table[f"{column}_low"], table[f"{column}_high"] = draws[groups].quantile(list(central_quantiles())).to_numpy()
+    return table
+
+
 def shrinkage_by_size(table: pd.DataFrame, pooled: float, title: str, y_title: str, size_title: str) -> go.Figure:
     """Each group's unpooled estimate and its partially pooled estimate against the group's sample size,
-    joined by an arrow. `table` has columns group, size, unpooled, partial."""
+    joined by an arrow. `table` has columns group, size, unpooled, partial and, optionally, the bounds of each
+    estimate's 94% central interval (unpooled_low, unpooled_high, partial_low, partial_high), drawn as bars."""
     figure = go.Figure()
     jitter = table["size"] * np.exp(np.random.default_rng(0).uniform(-0.06, 0.06, len(table)))  # separate ties
+    # With interval bars the two estimates of a group sit side by side, so that their bars do not overlap.
+    with_intervals = {"unpooled_low", "partial_low"} <= set(table.columns)
+    shift = {"unpooled": 0.97, "partial": 1.03} if with_intervals else {"unpooled": 1.0, "partial": 1.0}
     for row, x in zip(table.itertuples(), jitter, strict=False):
         figure.add_annotation(
-            x=np.log10(x),
+            x=np.log10(x * shift["partial"]),
             y=row.partial,
-            ax=np.log10(x),
+            ax=np.log10(x * shift["unpooled"]),
             ay=row.unpooled,
             xref="x",
             yref="y",
@@ -342,17 +374,36 @@ def shrinkage_by_size(table: pd.DataFrame, pooled: float, title: str, y_title: s
             arrowcolor="rgba(120,120,120,0.6)",
             text="",
         )
-    for index, (label, column) in enumerate((("unpooled", "unpooled"), ("partially pooled", "partial"))):
+    for index, (label, column, symbol) in enumerate(
+        (("unpooled", "unpooled", "circle"), ("partially pooled", "partial", "diamond"))
+    ):
+        bars, interval_hover, interval_data = None, "", []
+        if with_intervals:
+            low, high = table[f"{column}_low"], table[f"{column}_high"]
+            bars = {
+                "type": "data",
+                "symmetric": False,
+                "array": high - table[column],
+                "arrayminus": table[column] - low,
+                "thickness": 1,
+                "width": 0,
+            }
+            interval_hover = "<br>94% central interval %{customdata[3]:.2f} to %{customdata[4]:.2f}"
+            interval_data = [low, high]
         figure.add_scatter(
-            x=jitter,
+            x=jitter * shift[column],
             y=table[column],
             mode="markers",
             name=label,
             text=table["group"],
-            marker={"color": color_of(index), "size": 8},
-            customdata=np.stack([table["size"], table["unpooled"], table["partial"]], axis=1),
+            marker={"color": color_of(index), "size": 8, "symbol": symbol},
+            error_y=bars,
+            customdata=np.stack([table["size"], table["unpooled"], table["partial"], *interval_data], axis=1),
             hovertemplate="%{text}<br>" + size_title + ": %{customdata[0]}<br>unpooled %{customdata[1]:.2f}"
-            "<br>partially pooled %{customdata[2]:.2f}<extra></extra>",
+            "<br>partially pooled %{customdata[2]:.2f}"
+            + (f"<br>{label}:" if with_intervals else "")
+            + interval_hover
+            + "<extra></extra>",
         )
     figure.add_hline(y=pooled, line={"dash": "dash", "color": "black"}, annotation_text=f"pooled: {pooled:.2f}")
     figure.update_layout(title=title, xaxis={"title": size_title + " (log scale)", "type": "log"}, yaxis_title=y_title)
@@ -467,5 +518,238 @@ def weight_by_size(
         title=title,
         xaxis={"title": size_title + " (log scale)", "type": "log"},
         yaxis={"title": "weight on the group's own data", "range": [0, 1]},
+    )
+    return figure
+
+
+PANEL_LINE_STYLES = ("dash", "dot", "solid", "dashdot")
+
+
+def county_panels(points: pd.DataFrame, lines: pd.DataFrame, choices: dict[str, list[str]], title: str) -> go.Figure:
+    """Log radon against floor in one small panel per county, with each model's fitted line (Gelman and Hill's
+    figure 12.4). A dropdown picks which counties are shown; every choice is precomputed, so the page needs no
+    kernel. `points` has columns county, floor, log_radon; `lines` has columns county, model, intercept, slope;
+    `choices` maps a dropdown label to a list of counties, all lists as long as the first (one panel each).
+    """
+    from plotly.subplots import make_subplots
+
+    panels = len(next(iter(choices.values())))
+    columns = 4
+    rows = -(-panels // columns)
+    first = next(iter(choices.values()))
+    figure = make_subplots(
+        rows=rows,
+        cols=columns,
+        shared_xaxes=True,
+        shared_yaxes=True,
+        subplot_titles=first,
+        vertical_spacing=0.14,
+        horizontal_spacing=0.03,
+    )
+    models = list(dict.fromkeys(lines["model"]))
+    jitter = np.random.default_rng(1).uniform(-0.06, 0.06, len(points))
+    homes = points.groupby("county", observed=True).size()
+
+    def panel_data(county: str) -> list[dict]:
+        """x, y and hover text of the panel's traces: the homes, then one line per model."""
+        mine = points["county"] == county
+        data = [
+            {
+                "x": (points.loc[mine, "floor"] + jitter[mine.to_numpy()]).round(3).tolist(),
+                "y": points.loc[mine, "log_radon"].round(3).tolist(),
+                "text": f"{county}: a home",
+            }
+        ]
+        for model in models:
+            line = lines[(lines["county"] == county) & (lines["model"] == model)].iloc[0]
+            data.append(
+                {
+                    "x": [0, 1],
+                    "y": [line.intercept, line.intercept + line.slope],
+                    "text": f"{county}: {model}<br>basement {line.intercept:.2f}, floor effect {line.slope:.2f}",
+                }
+            )
+        return data
+
+    for panel, county in enumerate(first):
+        row, column = divmod(panel, columns)
+        for index, trace in enumerate(panel_data(county)):
+            is_points = index == 0
+            figure.add_scatter(
+                **trace,
+                row=row + 1,
+                col=column + 1,
+                mode="markers" if is_points else "lines",
+                name="homes" if is_points else models[index - 1],
+                legendgroup=str(index),
+                showlegend=panel == 0,
+                marker={"color": "rgba(80,80,80,0.55)", "size": 5},
+                line={"color": color_of(index - 1), "dash": PANEL_LINE_STYLES[(index - 1) % 4], "width": 2},
+                hovertemplate="%{text}<br>floor %{x:.0f}, log radon %{y:.2f}<extra></extra>",
+            )
+    titles = [annotation.to_plotly_json() for annotation in figure.layout.annotations]
+    buttons = []
+    for label, counties in choices.items():
+        traces = [trace for county in counties for trace in panel_data(county)]
+        names = [
+            dict(titles[panel], text=f"{county} ({homes.get(county, 0)} homes)")
+            for panel, county in enumerate(counties)
+        ]
+        buttons.append(
+            {
+                "label": label,
+                "method": "update",
+                "args": [{key: [trace[key] for trace in traces] for key in ("x", "y", "text")}, {"annotations": names}],
+            }
+        )
+    figure.update_layout(buttons[0]["args"][1])
+    figure.update_layout(
+        title=title,
+        height=300 * rows + 160,
+        updatemenus=[
+            {
+                "buttons": buttons,
+                "x": 0,
+                "xanchor": "left",
+                "y": 1.0,
+                "yanchor": "bottom",
+                "pad": {"b": 30},
+                "showactive": True,
+            }
+        ],
+        margin={"t": 130},
+    )
+    figure.update_xaxes(tickvals=[0, 1], ticktext=["basement", "first floor"], range=[-0.3, 1.3])
+    figure.update_yaxes(range=[points["log_radon"].min() - 0.3, points["log_radon"].max() + 0.3])
+    for row in range(rows):
+        figure.update_yaxes(title_text="log radon", row=row + 1, col=1)
+    return figure
+
+
+def estimates_against_predictor(
+    table: pd.DataFrame, line: tuple[float, float], title: str, x_title: str, y_title: str
+) -> go.Figure:
+    """Group estimates (mean and +-1 posterior sd) against a group-level predictor, with the fitted group-level
+    line (intercept, slope), as in Gelman and Hill's figure 12.6. `table` has columns group, x, mean, sd, size."""
+    intercept, slope = line
+    grid = np.array([table["x"].min(), table["x"].max()])
+    figure = go.Figure()
+    figure.add_scatter(
+        x=table["x"],
+        y=table["mean"],
+        mode="markers",
+        name="county estimate, +-1 posterior sd",
+        text=table["group"],
+        marker={"color": color_of(0), "size": 7, "symbol": "circle"},
+        error_y={"type": "data", "array": table["sd"], "thickness": 1, "width": 0},
+        customdata=np.stack([table["sd"], table["size"]], axis=1),
+        hovertemplate="%{text}<br>" + x_title + " %{x:.2f}<br>estimate %{y:.2f} (sd %{customdata[0]:.2f})"
+        "<br>%{customdata[1]} homes<extra></extra>",
+    )
+    figure.add_scatter(
+        x=grid,
+        y=intercept + slope * grid,
+        mode="lines",
+        name=f"group-level line: {intercept:.2f} + {slope:.2f} x",
+        line={"color": color_of(1), "dash": "dash", "width": 2},
+        hoverinfo="skip",
+    )
+    figure.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title)
+    return figure
+
+
+def elpd_comparison(comparison: pd.DataFrame, title: str) -> go.Figure:
+    """An ArviZ `compare` table as two panels sharing the model axis: each model's elpd_loo +- its SE, and its
+    difference from the best model +- the SE of that difference (the one to read), best model on top."""
+    from plotly.subplots import make_subplots
+
+    figure = make_subplots(
+        rows=1,
+        cols=2,
+        shared_yaxes=True,
+        horizontal_spacing=0.04,
+        subplot_titles=("elpd_loo +- SE", "elpd difference from the best +- SE of the difference"),
+    )
+    names = comparison.index.astype(str)
+    for index, (label, value, error, symbol) in enumerate(
+        (
+            ("elpd_loo", "elpd_loo", "se", "circle"),
+            ("elpd difference from the best", "elpd_diff", "dse", "diamond"),
+        )
+    ):
+        centre = -comparison[value] if value == "elpd_diff" else comparison[value]
+        figure.add_scatter(
+            x=centre,
+            y=names,
+            mode="markers",
+            name=label,
+            row=1,
+            col=index + 1,
+            marker={"color": color_of(index), "size": 9, "symbol": symbol},
+            error_x={"type": "data", "array": comparison[error], "thickness": 1.5},
+            customdata=comparison[error],
+            hovertemplate="%{y}<br>" + label + " %{x:.1f}, SE %{customdata:.1f}<extra></extra>",
+        )
+    figure.add_vline(x=0, line={"dash": "dot", "color": "grey"}, row=1, col=2)
+    figure.update_xaxes(title_text="elpd_loo (higher is better)", row=1, col=1)
+    figure.update_xaxes(title_text="difference (0 for the best model)", row=1, col=2)
+    figure.update_layout(
+        title=title,
+        yaxis={"autorange": "reversed"},
+        showlegend=False,
+        height=max(380, 45 * len(comparison) + 180),
+    )
+    return figure
+
+
+def nested_levels(levels: pd.DataFrame, members: pd.DataFrame, title: str, y_title: str) -> go.Figure:
+    """Levels of the upper groups with their 94% central intervals (one trace per `estimate`, e.g. a model), and
+    the levels of the groups nested in them as jittered points (Gelman and Hill's picture of a multilevel model).
+    `levels` has columns estimate, group, mean, low, high; `members` has columns group (the upper group), member,
+    mean, size."""
+    figure = go.Figure()
+    upper = list(dict.fromkeys(levels["group"]))
+    position = {group: index for index, group in enumerate(upper)}
+    jitter = np.random.default_rng(2).uniform(-0.25, 0.25, len(members))
+    figure.add_scatter(
+        x=members["group"].map(position) + jitter,
+        y=members["mean"],
+        mode="markers",
+        name="county level (mean)",
+        text=members["member"],
+        customdata=counts_text(members["size"]),
+        marker={"color": "rgba(120,120,120,0.45)", "size": 5, "symbol": "circle"},
+        hovertemplate="%{text}<br>level %{y:.2f}<br>%{customdata}<extra></extra>",
+    )
+    symbols = ("diamond", "square", "triangle-up")
+    for index, (estimate, part) in enumerate(levels.groupby("estimate", sort=False)):
+        offset = 0.12 * (index - (levels["estimate"].nunique() - 1) / 2)
+        figure.add_scatter(
+            x=part["group"].map(position) + offset,
+            y=part["mean"],
+            mode="markers",
+            name=estimate,
+            text=part["group"],
+            marker={
+                "color": color_of(index),
+                "size": 11,
+                "symbol": symbols[index % len(symbols)],
+                "line": {"width": 1, "color": "black"},
+            },
+            error_y={
+                "type": "data",
+                "symmetric": False,
+                "array": part["high"] - part["mean"],
+                "arrayminus": part["mean"] - part["low"],
+                "thickness": 2,
+            },
+            customdata=part[["low", "high"]].to_numpy(),
+            hovertemplate=f"{estimate}<br>%{{text}}: %{{y:.2f}}<br>94% central interval %{{customdata[0]:.2f}} to "
+            "%{customdata[1]:.2f}<extra></extra>",
+        )
+    figure.update_layout(
+        title=title,
+        yaxis_title=y_title,
+        xaxis={"title": "state", "tickvals": list(range(len(upper))), "ticktext": upper},
     )
     return figure
