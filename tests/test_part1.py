@@ -9,7 +9,7 @@ import pytest
 
 from pooling.data import simulate_sites, two_sites
 from pooling.fitting import SEED, fit, group_draws
-from pooling.models import TOY_HIERARCHICAL_DRAWS, TOY_MODELS, ModelSpec
+from pooling.models import TOY_MODELS, ModelSpec
 from pooling.shrinkage import least_squares_slopes
 
 pytestmark = pytest.mark.slow
@@ -67,7 +67,7 @@ def hand_written_hierarchical(sites, mu_sd, tau_scale, sigma_nu, sigma_scale):
 
 
 def test_bambi_hierarchical_matches_hand_written_pymc(sites):
-    bambi_fit = fit(TOY_MODELS["toy_hierarchical"], sites, draws=TOY_HIERARCHICAL_DRAWS)
+    bambi_fit = fit(TOY_MODELS["toy_hierarchical"], sites)
     terms = bambi_fit.model.components["mu"].terms
     sigma_prior = bambi_fit.model.components["sigma"].prior
     assert sigma_prior.name == "HalfStudentT"

@@ -11,7 +11,7 @@ from scipy import integrate, optimize, stats
 
 from pooling.data import simulate_sites, two_sites
 from pooling.fitting import fit
-from pooling.models import TOY_HIERARCHICAL_DRAWS, TOY_MODELS
+from pooling.models import TOY_MODELS
 from pooling.shrinkage import (
     EXPLORER_GRID_POINTS,
     ScalePrior,
@@ -251,7 +251,7 @@ def test_integrated_posterior_matches_mcmc(model, variable, target_accept):
     """Every hierarchical fit of Part I (from the cache) against the quadrature of the same model: the site slopes'
     means and sds, and tau's mean, within Monte Carlo error."""
     sites = two_sites()
-    result = fit(TOY_MODELS[model], sites, draws=TOY_HIERARCHICAL_DRAWS, target_accept=target_accept)
+    result = fit(TOY_MODELS[model], sites, target_accept=target_accept)
     summary = result.summary([variable, "x|site_sigma"])
     exact = partial_pooling_posterior(sites, *exact_priors(result.model))
     slopes = summary.loc[[f"{variable}[{site}]" for site in exact.groups]]

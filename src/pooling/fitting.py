@@ -284,10 +284,10 @@ def fit(
     data: pd.DataFrame,
     *,
     sampler: str = DEFAULT_SAMPLER,
-    draws: int = SAMPLER_SETTINGS["draws"],
-    tune: int = SAMPLER_SETTINGS["tune"],
-    chains: int = SAMPLER_SETTINGS["chains"],
-    target_accept: float = SAMPLER_SETTINGS["target_accept"],
+    draws: int | None = None,
+    tune: int | None = None,
+    chains: int | None = None,
+    target_accept: float | None = None,
     seed: int = SEED,
     log_likelihood: bool = True,
     demonstrates_failure: bool = False,
@@ -295,6 +295,8 @@ def fit(
     use_cache: bool = True,
 ) -> Fit:
     """Fit `spec` to `data`, or load the identical fit from the cache, then check its diagnostics.
+
+    Sampler settings not given here are the spec's own `sampler_settings`, then the book's `SAMPLER_SETTINGS`.
 
     Raises DiagnosticsError when, for any parameter, r_hat > 1.01, bulk or tail ESS < 400, or there are
     divergences, unless
@@ -307,11 +309,15 @@ def fit(
         raise TypeError(f"data must be a non-empty pandas DataFrame, got {type(data).__name__}")
     if not isinstance(sampler, str) or not sampler:
         raise TypeError(f"sampler must be the name of a Bambi inference method, e.g. 'nutpie', got {sampler!r}")
+    given = {"draws": draws, "tune": tune, "chains": chains, "target_accept": target_accept}
+    chosen = (
+        SAMPLER_SETTINGS | spec.sampler_settings | {name: value for name, value in given.items() if value is not None}
+    )
     settings = {
-        "draws": checks.whole_number("draws", draws),
-        "tune": checks.whole_number("tune", tune, minimum=0),
-        "chains": checks.whole_number("chains", chains),
-        "target_accept": checks.probability("target_accept", target_accept),
+        "draws": checks.whole_number("draws", chosen["draws"]),
+        "tune": checks.whole_number("tune", chosen["tune"], minimum=0),
+        "chains": checks.whole_number("chains", chosen["chains"]),
+        "target_accept": checks.probability("target_accept", chosen["target_accept"]),
     }
     seed = checks.whole_number("seed", seed, minimum=0)
     model = spec.build(data)
