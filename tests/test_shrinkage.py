@@ -126,7 +126,7 @@ def test_exact_tau_summary_matches_one_dimensional_integration(tau_prior):
     def quantile(level):
         return optimize.brentq(lambda value: mass(0, value) / total - level, 1e-3, 200, xtol=1e-8)
 
-    exact = partial_pooling_posterior(sites, tau_prior, ScalePrior("fixed", sigma), None).tau_summary()
+    exact = partial_pooling_posterior(sites, tau_prior, ScalePrior("fixed", sigma), None).posterior.scale_summary("tau")
     assert exact["median"] == pytest.approx(quantile(0.5), rel=2e-3)
     assert (exact["low"], exact["high"]) == pytest.approx((quantile(0.03), quantile(0.97)), rel=3e-3)
     if tau_prior.kind == "halfnormal":  # a half-Cauchy tail makes the mean's integral converge too slowly to compare
@@ -259,8 +259,8 @@ def test_integrated_posterior_matches_mcmc(model, variable, target_accept):
     np.testing.assert_allclose(slopes["sd"], exact.sd, rtol=0.05)
     tau = summary.loc["x|site_sigma"]
     # A fixed tau is a Uniform(0.499, 0.501) in Bambi, whose MCSE is far below the uniform's own offset from 0.5.
-    tolerance = 4 * tau["mcse_mean"] if exact.tau_grid.size > 1 else 1e-3
-    assert abs(tau["mean"] - exact.tau_summary()["mean"]) < tolerance
+    tolerance = 4 * tau["mcse_mean"] if exact.posterior.tau_grid.size > 1 else 1e-3
+    assert abs(tau["mean"] - exact.posterior.scale_summary("tau")["mean"]) < tolerance
 
 
 @pytest.mark.parametrize(
