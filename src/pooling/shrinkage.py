@@ -269,9 +269,10 @@ def _mixture_interval(cell, means, sds, probability, mass_kept=1 - 1e-7):
     low, high = [], []
     for mean, sd in zip(means.T, sds.T, strict=True):
         bracket = ((mean - 10 * sd).min(), (mean + 10 * sd).max())
+        tolerance = 1e-7 * float(sd.min())  # relative to the slope's own scale, which may be far from 1
 
-        def quantile(level, mean=mean, sd=sd, bracket=bracket):
-            return optimize.brentq(lambda x: weights @ special.ndtr((x - mean) / sd) - level, *bracket, xtol=1e-7)
+        def quantile(level, mean=mean, sd=sd, bracket=bracket, tolerance=tolerance):
+            return optimize.brentq(lambda x: weights @ special.ndtr((x - mean) / sd) - level, *bracket, xtol=tolerance)
 
         low.append(quantile(tail))
         high.append(quantile(1 - tail))
