@@ -157,4 +157,4 @@ def _exact_posterior_is_clean_or_refused(data, tau_prior, sigma_prior, mu_prior_
     summaries = np.concatenate([posterior.mean, posterior.sd, posterior.low, posterior.high, posterior.weight])
     assert np.isfinite(summaries).all() and math.isfinite(posterior.mu_mean)
     assert (posterior.low <= posterior.high).all()
-    assert np.isclose(posterior.tau_density.sum(), 1.0)
+    assert np.isclose(posterior.posterior.scale_mass("tau")[1].sum(), 1.0)

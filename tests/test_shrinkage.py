@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import statsmodels.api as sm
 from hypothesis import given, settings
@@ -14,8 +15,11 @@ from pooling.fitting import fit
 from pooling.models import TOY_MODELS
 from pooling.shrinkage import (
     EXPLORER_GRID_POINTS,
+    MCSE_BOUND,
     ScalePrior,
+    _scale_prior,
     conditional_slope_posterior,
+    exact_against_mcmc,
     exact_priors,
     explorer_data,
     explorer_setting,
@@ -126,7 +130,7 @@ def test_exact_tau_summary_matches_one_dimensional_integration(tau_prior):
     def quantile(level):
         return optimize.brentq(lambda value: mass(0, value) / total - level, 1e-3, 200, xtol=1e-8)
 
-    exact = partial_pooling_posterior(sites, tau_prior, ScalePrior("fixed", sigma), None).tau_summary()
+    exact = partial_pooling_posterior(sites, tau_prior, ScalePrior("fixed", sigma), None).posterior.scale_summary("tau")
     assert exact["median"] == pytest.approx(quantile(0.5), rel=2e-3)
     assert (exact["low"], exact["high"]) == pytest.approx((quantile(0.03), quantile(0.97)), rel=3e-3)
     if tau_prior.kind == "halfnormal":  # a half-Cauchy tail makes the mean's integral converge too slowly to compare
@@ -259,8 +263,8 @@ def test_integrated_posterior_matches_mcmc(model, variable, target_accept):
     np.testing.assert_allclose(slopes["sd"], exact.sd, rtol=0.05)
     tau = summary.loc["x|site_sigma"]
     # A fixed tau is a Uniform(0.499, 0.501) in Bambi, whose MCSE is far below the uniform's own offset from 0.5.
-    tolerance = 4 * tau["mcse_mean"] if exact.tau_grid.size > 1 else 1e-3
-    assert abs(tau["mean"] - exact.tau_summary()["mean"]) < tolerance
+    tolerance = 4 * tau["mcse_mean"] if exact.posterior.tau_grid.size > 1 else 1e-3
+    assert abs(tau["mean"] - exact.posterior.scale_summary("tau")["mean"]) < tolerance
 
 
 @pytest.mark.parametrize(
@@ -290,3 +294,56 @@ def test_scale_prior_is_validated():
         ScalePrior("halfnormal", -1.0)
     with pytest.raises(ValueError, match="unknown scale prior"):
         ScalePrior("lognormal", 1.0)
+
+
+def test_bambi_scale_priors_are_read_as_scale_priors():
+    """Each Bambi prior on a scale becomes the same ScalePrior, a narrow Uniform a fixed scale; others are refused."""
+    import bambi as bmb
+
+    assert _scale_prior(bmb.Prior("HalfNormal", sigma=2.0), "tau") == ScalePrior("halfnormal", 2.0)
+    assert _scale_prior(bmb.Prior("HalfCauchy", beta=np.array(1.5)), "tau") == ScalePrior("halfcauchy", 1.5)
+    student = _scale_prior(bmb.Prior("HalfStudentT", nu=4, sigma=0.5), "tau")
+    assert student == ScalePrior("halfstudentt", 0.5, nu=4.0)
+    assert _scale_prior(bmb.Prior("Uniform", lower=0.499, upper=0.501), "tau") == ScalePrior("fixed", 0.5)
+    with pytest.raises(ValueError, match="on the sd of x|site"):
+        _scale_prior(bmb.Prior("Uniform", lower=0.0, upper=5.0), "the sd of x|site")
+    with pytest.raises(ValueError, match="Exponential.*on sigma"):
+        _scale_prior(bmb.Prior("Exponential", lam=1.0), "sigma")
+
+
+def test_exact_posterior_scales_with_the_data_without_floating_point_warnings():
+    """Multiply y, the prior scales and mu's prior sd by c and every summary is multiplied by c: at c = 1e-100,
+    sigma^4 and sigma^2 tau^2 underflow, so this holds only because the engine never forms them."""
+    import warnings
+
+    sites, c = two_sites(), 1e-100
+    unit = partial_pooling_posterior(sites, ScalePrior("halfnormal", 1.0), ScalePrior("halfcauchy", 2.0), 3.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        small = partial_pooling_posterior(
+            sites.assign(y=sites["y"] * c), ScalePrior("halfnormal", c), ScalePrior("halfcauchy", 2.0 * c), 3.0 * c
+        )
+    for name in ("mean", "sd", "low", "high"):
+        np.testing.assert_allclose(getattr(small, name) / c, getattr(unit, name), rtol=1e-6)
+    np.testing.assert_allclose(small.weight, unit.weight, rtol=1e-6)
+    summaries = small.posterior.summary() / c, unit.posterior.summary()
+    np.testing.assert_allclose(summaries[0].loc[["sigma", "tau"]], summaries[1].loc[["sigma", "tau"]], rtol=1e-6)
+
+
+def test_data_too_small_for_floating_point_are_refused_by_name():
+    sites = two_sites()
+    with pytest.raises(ValueError, match="data: y's sd .* rescale y"):
+        partial_pooling_posterior(
+            sites.assign(y=sites["y"] * 1e-160), ScalePrior("halfnormal", 1.0), ScalePrior("halfcauchy", 1.0), None
+        )
+
+
+def test_exact_against_mcmc_scores_means_and_sds_in_mcse():
+    """Independent normal draws against their true mean and sd score near 0; an exact mean off by 10 MCSEs
+    (MCSE = sd / sqrt(draws) for independent draws) scores near -10."""
+    draws = {"a": np.random.default_rng(1).normal(2.0, 3.0, (4, 2500))}
+    right = exact_against_mcmc(pd.DataFrame({"mean": [2.0], "sd": [3.0]}, index=["a"]), draws)
+    assert right.loc["a", "MCSE of mean"] == pytest.approx(3.0 / 100, rel=0.1)
+    assert abs(right.loc["a", "z_mean"]) < MCSE_BOUND and abs(right.loc["a", "z_sd"]) < MCSE_BOUND
+    shifted = exact_against_mcmc(pd.DataFrame({"mean": [2.0 + 10 * 0.03], "sd": [3.0]}, index=["a"]), draws)
+    assert shifted.loc["a", "z_mean"] == pytest.approx(right.loc["a", "z_mean"] - 10, abs=1.5)

@@ -136,7 +136,7 @@ def reference_checks() -> pd.DataFrame:
         if model != "varying slopes":
             result = fit(RADON_MODELS[name], book)
             comparison = exact_against_mcmc(
-                varying_intercept_posterior(result.model), varying_intercept_draws(result.model, result.idata)
+                varying_intercept_posterior(result.model).summary(), varying_intercept_draws(result.model, result.idata)
             )
             worst = comparison[["z_mean", "z_sd"]].abs()
             where = worst.max(axis=1).idxmax()

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import interpolate, optimize, special, stats
+from scipy import optimize, special, stats
 
 from pooling import checks
 
@@ -112,7 +112,12 @@ class ScalePrior:
 
 @dataclass
 class PartialPoolingPosterior:
-    """Exact posterior summaries of y_ij = beta_j x_ij + e, beta_j ~ N(mu, tau^2), integrated over sigma, tau, mu."""
+    """Exact posterior summaries of y_ij = beta_j x_ij + e, beta_j ~ N(mu, tau^2), integrated over sigma, tau, mu.
+
+    `mean`, `sd`, `low`, `high` and `weight` have one entry per group; `posterior` is the general engine's result
+    it is computed from (names: the groups, then "mu" unless mu is fixed at 0), which holds sigma and tau
+    (`posterior.scale_summary("tau")`, `posterior.summary()` for every quantity).
+    """
 
     groups: list
     mean: np.ndarray
@@ -120,23 +125,8 @@ class PartialPoolingPosterior:
     low: np.ndarray
     high: np.ndarray
     weight: np.ndarray  # posterior mean of each group's weight on its own data
-    tau_grid: np.ndarray
-    tau_density: np.ndarray  # posterior of tau on its grid (sums to 1)
     mu_mean: float
-    sigma_grid: np.ndarray
-    sigma_density: np.ndarray  # posterior of sigma on its grid (sums to 1)
-
-    def tau_summary(self, probability: float = 0.94) -> dict[str, float]:
-        """Exact posterior mean, median and central interval of tau (see `scale_summary`)."""
-        return scale_summary(self.tau_grid, self.tau_density, probability)
-
-    def sigma_summary(self, probability: float = 0.94) -> dict[str, float]:
-        """Exact posterior mean, median and central interval of the noise sd sigma."""
-        return scale_summary(self.sigma_grid, self.sigma_density, probability)
-
-    def tau_probability_below(self, value: float) -> float:
-        """Exact posterior probability that tau < value (the CDF interpolated between grid cells)."""
-        return float(_grid_cdf(self.tau_grid, self.tau_density, value))
+    posterior: GaussianGridPosterior
 
 
 def _cdf_knots(grid, mass):
@@ -158,18 +148,20 @@ def _grid_cdf(grid, mass, values):
 
 
 def scale_summary(grid, mass, probability: float = 0.94) -> dict[str, float]:
-    """Mean, median and central interval of a positive scale from its posterior mass on a log-spaced grid.
+    """Mean, sd, median and central interval of a positive scale from its posterior mass on a log-spaced grid.
 
-    The mean is the quadrature sum; the quantiles invert the interpolated CDF of `_cdf_knots`.
+    The mean and sd are quadrature sums; the quantiles invert the interpolated CDF of `_cdf_knots`. This is the
+    one way the book summarises sigma and tau.
     """
     grid, mass = np.asarray(grid, float), np.asarray(mass, float)
+    mean = float(grid @ mass)
     if len(grid) == 1:
-        value = float(grid[0])
-        return {"mean": value, "median": value, "low": value, "high": value}
+        return {"mean": mean, "sd": 0.0, "median": mean, "low": mean, "high": mean}
     edges, cumulative = _cdf_knots(grid, mass)
     tail = (1 - probability) / 2
     low, median, high = np.exp(np.interp([tail, 0.5, 1 - tail], cumulative, edges))
-    return {"mean": float(grid @ mass), "median": float(median), "low": float(low), "high": float(high)}
+    sd = float(np.sqrt(max(mass @ grid**2 - mean**2, 0.0)))
+    return {"mean": mean, "sd": sd, "median": float(median), "low": float(low), "high": float(high)}
 
 
 def sufficient_statistics(data: pd.DataFrame, x: str = "x", y: str = "y", group: str = "site") -> pd.DataFrame:
@@ -254,30 +246,9 @@ def partial_pooling_posterior(
         low=posterior.low[:groups],
         high=posterior.high[:groups],
         weight=posterior.expect(lambda sigma, tau: shrinkage_factor(sum_xx, sigma[..., None], tau[..., None])),
-        tau_grid=posterior.tau_grid,
-        tau_density=posterior.cell.sum(0),
         mu_mean=float(posterior.mean[groups]) if len(mu) else 0.0,
-        sigma_grid=posterior.sigma_grid,
-        sigma_density=posterior.cell.sum(1),
+        posterior=posterior,
     )
-
-
-def _marginal_interval(grid, mass, probability: float = 0.94) -> tuple[float, float]:
-    """Central interval of a scale from its posterior mass on a log-spaced grid.
-
-    The distribution function is known at the cell edges (halfway between points, in log scale); between them it
-    is interpolated by a monotone cubic, so the interval does not jump a whole cell at a time.
-    """
-    if len(grid) == 1:
-        return float(grid[0]), float(grid[0])
-    log_grid = np.log(grid)
-    half_step = (log_grid[1] - log_grid[0]) / 2
-    edges = np.concatenate([log_grid - half_step, [log_grid[-1] + half_step]])
-    cumulative = np.concatenate([[0.0], np.cumsum(mass)])
-    tail = (1 - probability) / 2
-    keep = np.concatenate([[True], np.diff(cumulative) > 0])  # the inverse needs a strictly rising function
-    inverse = interpolate.PchipInterpolator(cumulative[keep], edges[keep])
-    return tuple(float(np.exp(inverse(level))) for level in (tail, 1 - tail))
 
 
 def _mass_range(values, mass, tail=1e-10, margin=2):
@@ -298,29 +269,34 @@ def _mixture_interval(cell, means, sds, probability, mass_kept=1 - 1e-7):
     low, high = [], []
     for mean, sd in zip(means.T, sds.T, strict=True):
         bracket = ((mean - 10 * sd).min(), (mean + 10 * sd).max())
+        tolerance = 1e-7 * float(sd.min())  # relative to the slope's own scale, which may be far from 1
 
-        def quantile(level, mean=mean, sd=sd, bracket=bracket):
-            return optimize.brentq(lambda x: weights @ special.ndtr((x - mean) / sd) - level, *bracket, xtol=1e-7)
+        def quantile(level, mean=mean, sd=sd, bracket=bracket, tolerance=tolerance):
+            return optimize.brentq(lambda x: weights @ special.ndtr((x - mean) / sd) - level, *bracket, xtol=tolerance)
 
         low.append(quantile(tail))
         high.append(quantile(1 - tail))
     return np.array(low), np.array(high)
 
 
-def _scale_prior_of(prior, where: str) -> ScalePrior:
-    """The engine's version of a Bambi prior on a positive scale."""
-    args = prior.args
+def _scale_prior(prior, where: str) -> ScalePrior:
+    """The ScalePrior equal to a Bambi prior on a positive scale (HalfNormal, HalfCauchy or HalfStudentT, or the
+    narrow Uniform that fixes a scale); `where` names the scale in the error for any other prior."""
+    arguments = {key: float(value) for key, value in prior.args.items()}  # Bambi may hold 0-d arrays
     if prior.name == "HalfNormal":
-        return ScalePrior("halfnormal", float(args["sigma"]))
+        return ScalePrior("halfnormal", arguments["sigma"])
     if prior.name == "HalfCauchy":
-        return ScalePrior("halfcauchy", float(args["beta"]))
+        return ScalePrior("halfcauchy", arguments["beta"])
     if prior.name == "HalfStudentT":
-        return ScalePrior("halfstudentt", float(args["sigma"]), nu=float(args["nu"]))
-    if prior.name == "Uniform" and (args["upper"] - args["lower"]) < 0.01 * args["upper"]:
+        return ScalePrior("halfstudentt", arguments["sigma"], nu=arguments["nu"])
+    if prior.name == "Uniform" and arguments["upper"] - arguments["lower"] < 0.01 * arguments["upper"]:
         # How the book fixes a scale in Bambi (models.FIXED_GROUP_SD): a uniform this narrow is its midpoint to
         # well within Monte Carlo error.
-        return ScalePrior("fixed", (args["lower"] + args["upper"]) / 2)
-    raise ValueError(f"the exact engine has no {prior} prior (on {where}); use HalfNormal, HalfCauchy or HalfStudentT")
+        return ScalePrior("fixed", (arguments["lower"] + arguments["upper"]) / 2)
+    raise ValueError(
+        f"the exact engine has no quadrature for a {prior} prior (on {where}); use HalfNormal, HalfCauchy or "
+        "HalfStudentT"
+    )
 
 
 def exact_priors(model, slope: str = "x", group: str = "site") -> tuple[ScalePrior, ScalePrior, float | None]:
@@ -345,40 +321,25 @@ def exact_priors(model, slope: str = "x", group: str = "site") -> tuple[ScalePri
         if common.name != "Normal" or common.args["mu"] != 0:
             raise ValueError(f"the common slope {slope} must have a Normal(0, sd) prior, got {common}")
         mu_prior_sd = float(common.args["sigma"])
-    tau_prior = _scale_prior_of(deviation.args["sigma"], f"the sd of {group_term}")
-    return tau_prior, _scale_prior_of(model.components["sigma"].prior, "sigma"), mu_prior_sd
+    tau_prior = _scale_prior(deviation.args["sigma"], f"the sd of {group_term}")
+    return tau_prior, _scale_prior(model.components["sigma"].prior, "sigma"), mu_prior_sd
 
 
-def exact_vs_mcmc(result, data: pd.DataFrame, slope_variable: str, priors=None) -> pd.DataFrame:
-    """Posterior mean of each site's slope and of tau, exact (quadrature) against MCMC, in Monte Carlo units.
-
-    `result` is a `pooling.fitting.Fit` of `y ~ 0 + [x +] (0 + x | site)` on `data`; `slope_variable` names its
-    site slopes ("site_slope", or "x|site" without a common slope); `priors` default to `exact_priors(result.model)`.
-    One row per quantity: exact, MCMC, MCSE of the MCMC mean, and (MCMC - exact) / MCSE. A fixed tau has no row.
-    """
-    priors = priors if priors is not None else exact_priors(result.model)
-    exact = partial_pooling_posterior(data, *priors)
-    tau_variable = "x|site_sigma"
-    summary = result.summary([slope_variable, tau_variable])
-    quantities = [
-        (f"slope, {group}", mean, f"{slope_variable}[{group}]")
-        for group, mean in zip(exact.groups, exact.mean, strict=True)
-    ]
-    if priors[0].kind != "fixed":
-        quantities.append(("tau", exact.tau_summary()["mean"], tau_variable))
-    rows = []
-    for quantity, exact_mean, variable in quantities:
-        mcmc_mean, mcse = summary.loc[variable, ["mean", "mcse_mean"]]
-        rows.append(
-            {
-                "quantity": quantity,
-                "exact": exact_mean,
-                "MCMC": mcmc_mean,
-                "MCSE": mcse,
-                "difference / MCSE": (mcmc_mean - exact_mean) / mcse,
-            }
-        )
-    return pd.DataFrame(rows)
+def slope_model_draws(result, slope_variable: str) -> dict[str, np.ndarray]:
+    """Posterior draws (chain, draw) of every quantity `partial_pooling_posterior` summarises, from an MCMC fit
+    of `y ~ 0 + [x +] (0 + x | site)`, named as in its `posterior.summary()`: each site's slope (`slope_variable`:
+    "site_slope", or "x|site" without a common slope), "mu" (the common slope, if any), "sigma" and "tau" (unless
+    tau is fixed: a fixed scale has no posterior to compare)."""
+    posterior = result.idata.posterior
+    slopes = posterior[slope_variable].transpose("chain", "draw", ...)
+    sites = slopes[slopes.dims[-1]].to_numpy()
+    draws = {str(site): slopes.to_numpy()[..., index] for index, site in enumerate(sites)}
+    if "x" in posterior:
+        draws["mu"] = posterior["x"].to_numpy()
+    draws["sigma"] = posterior["sigma"].to_numpy()
+    if exact_priors(result.model)[0].kind != "fixed":
+        draws["tau"] = posterior["x|site_sigma"].to_numpy()
+    return draws
 
 
 def pooling_rmse(data: pd.DataFrame, partial_means: dict[str, np.ndarray]) -> dict[str, float]:
@@ -520,9 +481,27 @@ class GaussianGridPosterior:
         values = np.asarray(function(self.sigma_grid[:, None], self.tau_grid[None, :]), dtype=float)
         return np.tensordot(self.cell, np.broadcast_to(values, self.cell.shape + values.shape[2:]), axes=2)
 
+    def scale_mass(self, scale: str) -> tuple[np.ndarray, np.ndarray]:
+        """The grid of "sigma" or "tau" and its marginal posterior mass on it (summing to 1)."""
+        if scale == "sigma":
+            return self.sigma_grid, self.cell.sum(1)
+        if scale == "tau":
+            return self.tau_grid, self.cell.sum(0)
+        raise ValueError(f"the scales are 'sigma' and 'tau', not {scale!r}")
+
+    def scale_summary(self, scale: str, probability: float = 0.94) -> dict[str, float]:
+        """Exact posterior mean, sd, median and central interval of "sigma" or "tau" (see `scale_summary`)."""
+        return scale_summary(*self.scale_mass(scale), probability)
+
+    def probability_below(self, scale: str, value: float) -> float:
+        """Exact posterior probability that "sigma" or "tau" is below `value` (the CDF of `scale_summary`)."""
+        return float(_grid_cdf(*self.scale_mass(scale), value))
+
     def quantiles(self, function, levels) -> np.ndarray:
-        """Quantiles of a scalar `function(sigma, tau)`: weighted quantiles of its values on the grid, each cell's
-        value placed at the middle of its mass and the distribution function interpolated between."""
+        """Quantiles of a scalar `function(sigma, tau)` of both scales (say sigma^2 / tau^2): weighted quantiles
+        of its values on the grid, each cell's value placed at the middle of its mass and the distribution function
+        interpolated between. For sigma or tau alone use `scale_summary`, which spreads each cell's mass across
+        its cell."""
         values = np.broadcast_to(function(self.sigma_grid[:, None], self.tau_grid[None, :]), self.cell.shape).ravel()
         order = np.argsort(values)
         mass = self.cell.ravel()[order]
@@ -534,14 +513,11 @@ class GaussianGridPosterior:
         return float(low), float(high)
 
     def summary(self) -> pd.DataFrame:
-        """Mean, sd and central interval of every combination, then of sigma and tau."""
+        """Mean, sd and 94% central interval of every combination, then of sigma and tau."""
         table = pd.DataFrame({"mean": self.mean, "sd": self.sd, "low": self.low, "high": self.high}, index=self.names)
-        for name, grid, mass in (
-            ("sigma", self.sigma_grid, self.cell.sum(1)),
-            ("tau", self.tau_grid, self.cell.sum(0)),
-        ):
-            mean = float(mass @ grid)
-            table.loc[name] = [mean, np.sqrt(mass @ grid**2 - mean**2), *_marginal_interval(grid, mass)]
+        for scale in ("sigma", "tau"):
+            summary = self.scale_summary(scale)
+            table.loc[scale] = [summary[column] for column in table.columns]
         return table
 
 
@@ -607,6 +583,13 @@ def gaussian_grid_posterior(
     data_scale = float(np.std(y)) or 1.0
     sigma_range = (min(sigma_prior.scale, data_scale) * 1e-3, max(sigma_prior.scale, data_scale) * 1e3)
     tau_range = (min(tau_prior.scale, data_scale) * 1e-3, max(tau_prior.scale, data_scale) * 1e3)
+    for scale, (low, high) in (("sigma", sigma_range), ("tau", tau_range)):
+        # 1 / scale^2 and scale^2 must be finite and non-zero all over the grid (later passes only narrow it).
+        if not 1e-150 < low < high < 1e150:
+            raise ValueError(
+                f"data: y's sd ({data_scale:.3g}) puts the grid of {scale} at {low:.3g} to {high:.3g}, too extreme "
+                "for floating point: rescale y (and its priors) toward 1"
+            )
     for remaining in reversed(range(passes)):
         sigma, log_sigma_weight = sigma_prior.grid(grid_points, *sigma_range)
         tau, log_tau_weight = tau_prior.grid(grid_points, *tau_range)
@@ -640,12 +623,13 @@ def _conditional_gaussians(cross, prior, sigma, tau, combinations):
     group_variance = tau[None, :, None] ** 2
     d = cross["zz"] / noise_variance + 1 / group_variance
     b = cross["xz"] / noise_variance[..., None]
-    # A - B D^-1 B' group by group, as [(z'z X'X - X'z z'X) / sigma^4 + X'X / (sigma^2 tau^2)] / d: the textbook
-    # form subtracts two nearly equal matrices when tau is large and sigma small, and loses positive definiteness.
-    per_group = (
-        cross["within_groups"] / noise_variance[..., None, None] ** 2
-        + cross["xx_groups"] / (noise_variance * group_variance)[..., None, None]
-    ) / d[..., None, None]
+    # A - B D^-1 B' group by group, as [(z'z X'X - X'z z'X) tau^2 / sigma^2 + X'X] / (z'z tau^2 + sigma^2): the
+    # textbook form subtracts two nearly equal matrices when tau is large and sigma small, and loses positive
+    # definiteness; and with both scales small, sigma^4 or sigma^2 tau^2 would underflow to 0, so neither is formed.
+    variance_ratio = (tau[None, :, None] / sigma[:, None, None]) ** 2
+    per_group = (cross["within_groups"] * variance_ratio[..., None, None] + cross["xx_groups"]) / (
+        cross["zz"] * group_variance + noise_variance
+    )[..., None, None]
     schur = cross["xx_free"] / noise_variance[..., None] + np.diag(prior_sd**-2) + per_group.sum(axis=2)
     shift_b = cross["xy"] / noise_variance + prior_mean / prior_sd**2
     shift_u = cross["zy"] / noise_variance
@@ -712,21 +696,24 @@ def varying_intercept_draws(model, idata) -> dict[str, np.ndarray]:
     return draws
 
 
-# How far an MCMC estimate may lie from the exact value. With about 350 estimates compared per model (means and sds
-# of every county level and effect, the coefficients, sigma and tau), a correct sampler puts one beyond 4.5 MCSEs
-# with probability about 350 * 6.8e-6 = 0.24%.
+# How far an MCMC estimate may lie from the exact value, in MCSEs: one bound for every comparison in the book. With
+# about 350 estimates compared per radon model (means and sds of every county level and effect, the coefficients,
+# sigma and tau), a correct sampler puts one beyond 4.5 MCSEs with probability about 350 * 6.8e-6 = 0.24%; the
+# smaller Part I comparisons are stricter still at the same bound.
 MCSE_BOUND = 4.5
 
 
-def exact_against_mcmc(exact: GaussianGridPosterior, draws: dict[str, np.ndarray]) -> pd.DataFrame:
+def exact_against_mcmc(exact: pd.DataFrame, draws: dict[str, np.ndarray]) -> pd.DataFrame:
     """Each quantity's exact posterior mean and sd beside the MCMC estimates, and their differences in MCSEs.
 
-    `z_mean` = (MCMC mean - exact mean) / MCSE of the mean, `z_sd` likewise for the sd: if the sampler is right
-    these are draws from about N(0, 1), so the largest of a few hundred is rarely beyond 4.
+    `exact` has columns mean and sd indexed by name (a `GaussianGridPosterior.summary()`); `draws` maps each name
+    to compare to its MCMC draws (chain, draw): `varying_intercept_draws` for the radon models, `slope_model_draws`
+    for Part I's. `z_mean` = (MCMC mean - exact mean) / MCSE of the mean, `z_sd` likewise for the sd: if the
+    sampler is right these are draws from about N(0, 1), so the largest of a few hundred is rarely beyond 4.
     """
     import arviz as az
 
-    reference = exact.summary().loc[list(draws)]
+    reference = exact.loc[list(draws)]
     # One summary for all (arviz's own mcse(method="sd") fails under numba with this numpy; its summary does not).
     mcmc = az.summary(az.convert_to_dataset(draws), kind="diagnostics", round_to="none").loc[list(draws)]
     means = pd.Series({name: float(values.mean()) for name, values in draws.items()})
@@ -790,7 +777,7 @@ def _varying_intercept_layout(model) -> dict:
         "prior_sd": [float(prior.args["sigma"]) for prior in priors.values()],
         "group_design": group_design,
         "sigma_prior": _scale_prior(model.components["sigma"].prior, "sigma"),
-        "tau_prior": _scale_prior(group_term.prior.args["sigma"], f"{group_name}_sigma"),
+        "tau_prior": _scale_prior(group_term.prior.args["sigma"], f"the sd of {group_name}"),
         "combinations": np.vstack([uncentred_intercept, coefficient, effect, level]),
         "names": [
             "Intercept",
@@ -802,17 +789,3 @@ def _varying_intercept_layout(model) -> dict:
         "centre": centre,
         "group_name": group_name,
     }
-
-
-def _scale_prior(prior, name: str) -> ScalePrior:
-    """The ScalePrior equal to a Bambi prior on a scale (HalfNormal, HalfCauchy or HalfStudentT)."""
-    arguments = {key: float(value) for key, value in prior.args.items()}
-    if prior.name == "HalfNormal":
-        return ScalePrior("halfnormal", arguments["sigma"])
-    if prior.name == "HalfCauchy":
-        return ScalePrior("halfcauchy", arguments["beta"])
-    if prior.name == "HalfStudentT":
-        return ScalePrior("halfstudentt", arguments["sigma"], nu=arguments["nu"])
-    raise ValueError(
-        f"the exact engine has no quadrature for {name} ~ {prior}; use HalfNormal, HalfCauchy or HalfStudentT"
-    )
