@@ -302,8 +302,11 @@ def _page_links(markdown: str) -> str:
 
 
 # TeX math as Pandoc reads it: $$…$$ for display; $…$ inline when the opening $ has a non-space on its right and
-# the closing one a non-space on its left and no digit after it (Pandoc's manual, "Math").
-TEX_MATH = re.compile(r"\$\$(?P<display>.+?)\$\$|(?<![\\$])\$(?=\S)(?P<inline>[^$\n]+?)(?<=\S)\$(?!\d)", re.DOTALL)
+# the closing one a non-space on its left and no digit after it (Pandoc's manual, "Math"). Inline math may run over
+# a line break, not over a blank line.
+TEX_MATH = re.compile(
+    r"\$\$(?P<display>.+?)\$\$|(?<![\\$])\$(?=\S)(?P<inline>(?:[^$\n]|\n(?![ \t]*\n))+?)(?<=\S)\$(?!\d)", re.DOTALL
+)
 CODE = re.compile(r"(```.*?```|`[^`\n]+`|<code>.*?</code>)", re.DOTALL)
 # A Pandoc table caption after a pipe table, with its cross-reference label: ": Caption. {#tbl-id}".
 TABLE_CAPTION = re.compile(r"^: (?P<caption>.*?)\s*\{#(?P<label>tbl-[\w-]+)\}\s*$", re.MULTILINE)
