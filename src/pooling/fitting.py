@@ -36,7 +36,7 @@ DEFAULT_SAMPLER = "nutpie"
 # the LKJ one passes the gate, at no loss in ESS per second against 1000 (benchmarks/results.md); a model that
 # needs more passes `tune` to `fit`.
 SAMPLER_SETTINGS = {"draws": 1000, "tune": 500, "chains": 4, "target_accept": 0.8}
-CACHE_FORMAT = 2  # bump when the layout of cached files changes
+CACHE_FORMAT = 3  # bump when the layout of cached files changes (3: lean entries, see `_lean`)
 LIBRARIES = ("bambi", "pymc", "pytensor", "arviz", "numpy", "pandas", "nutpie")
 
 
@@ -136,9 +136,11 @@ def data_fingerprint(data: pd.DataFrame) -> str:
     return digest.hexdigest()
 
 
-def cache_key(
-    spec: ModelSpec, data: pd.DataFrame, sampler: str, settings: dict, seed: int, log_likelihood: bool
-) -> str:
+def cache_key(spec: ModelSpec, data: pd.DataFrame, sampler: str, settings: dict, seed: int) -> str:
+    """The hash of everything that changes a fit's draws.
+
+    The pointwise log-likelihood is not part of it: it is never cached, only derived from the draws on request.
+    """
     identity = {
         "format": CACHE_FORMAT,
         "model": spec.identity(),
@@ -146,7 +148,6 @@ def cache_key(
         "sampler": sampler,
         "settings": settings,
         "seed": seed,
-        "log_likelihood": log_likelihood,
         "libraries": library_versions(),
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
@@ -189,7 +190,27 @@ def diagnose(idata: az.InferenceData) -> Diagnostics:
     return Diagnostics(r_hat_max, bulk_min, tail_min, divergences, worst_r_hat, worst_bulk, worst_tail)
 
 
-def _sample(model: bmb.Model, sampler: str, settings: dict, seed: int, log_likelihood: bool) -> az.InferenceData:
+def _lean(idata: az.InferenceData) -> az.InferenceData:
+    """Keep only what the book reads back: the draws after warmup, their sample stats and the observed data.
+
+    Dropped: the warmup groups, the sampler's unconstrained copies (names ending in "__", e.g. `sigma_log__`) and
+    Bambi's per-observation mean `mu` (half of a radon fit), which any prediction recomputes from the parameters.
+    """
+    for group in [name for name in idata.groups() if name.startswith("warmup_")]:
+        del idata[group]
+    unconstrained = [name for name in idata.posterior.data_vars if name.endswith("__")]
+    per_observation = [name for name, values in idata.posterior.items() if "__obs__" in values.dims]
+    idata.posterior = idata.posterior.drop_vars(unconstrained + per_observation)
+    return idata
+
+
+def add_log_likelihood(model, idata: az.InferenceData) -> None:
+    """Add the pointwise log-likelihood that LOO needs (never cached: it is as large as the data times the draws)."""
+    model.compute_log_likelihood(idata)
+    _lean(idata)  # Bambi adds its per-observation `mu` back on the way
+
+
+def _sample(model: bmb.Model, sampler: str, settings: dict, seed: int) -> az.InferenceData:
     options = dict(settings, random_seed=seed, progressbar=False, inference_method=sampler)
     if sampler == "pymc":
         options["cores"] = min(settings["chains"], os.cpu_count() or 1)
@@ -197,12 +218,7 @@ def _sample(model: bmb.Model, sampler: str, settings: dict, seed: int, log_likel
         # PyMC's own convergence warnings repeat what the gate below reports by name.
         warnings.filterwarnings("ignore", message=".*(rhat|r_hat|effective sample size|divergen).*")
         idata = model.fit(**options)
-    # The per-observation mean (nutpie keeps Bambi's deterministic `mu`) costs memory and says nothing new.
-    per_observation = [name for name, values in idata.posterior.items() if "__obs__" in values.dims]
-    idata.posterior = idata.posterior.drop_vars(per_observation)
-    if log_likelihood:
-        model.compute_log_likelihood(idata)
-    return idata
+    return _lean(idata)
 
 
 KEY_ATTRIBUTE = "pooling_cache_key"  # the cache key, stored inside each cached .nc file as well as in its sidecar
@@ -289,7 +305,7 @@ def fit(
     chains: int = SAMPLER_SETTINGS["chains"],
     target_accept: float = SAMPLER_SETTINGS["target_accept"],
     seed: int = SEED,
-    log_likelihood: bool = True,
+    log_likelihood: bool = False,
     demonstrates_failure: bool = False,
     allow_divergences: bool = False,
     use_cache: bool = True,
@@ -297,9 +313,9 @@ def fit(
     """Fit `spec` to `data`, or load the identical fit from the cache, then check its diagnostics.
 
     Raises DiagnosticsError when, for any parameter, r_hat > 1.01, bulk or tail ESS < 400, or there are
-    divergences, unless
-    the caller is `demonstrates_failure` (a chapter showing a failing fit on purpose, which
-    then reports the problems instead) or `allow_divergences` for divergences alone.
+    divergences, unless the caller is `demonstrates_failure` (a chapter showing a failing fit on purpose, which
+    then reports the problems instead) or `allow_divergences` for divergences alone. `log_likelihood=True` adds the
+    pointwise log-likelihood (for LOO) to the returned posterior; it is computed from the draws, never cached.
     """
     if not isinstance(spec, ModelSpec):
         raise TypeError(f"spec must be a ModelSpec, got {type(spec).__name__}")
@@ -315,7 +331,7 @@ def fit(
     }
     seed = checks.whole_number("seed", seed, minimum=0)
     model = spec.build(data)
-    key = cache_key(spec, data, sampler, settings, seed, log_likelihood)
+    key = cache_key(spec, data, sampler, settings, seed)
     path = cache_dir() / f"{spec.name}-{key[:16]}.nc"
     meta_path = path.with_suffix(".json")
 
@@ -327,10 +343,14 @@ def fit(
             model.build()  # what sampling would have done: predictions and prior checks need the built model
     else:
         start = time.perf_counter()
-        idata = _sample(model, sampler, settings, seed, log_likelihood)
+        idata = _sample(model, sampler, settings, seed)
         fit_seconds, from_cache = time.perf_counter() - start, False
+    # The cache holds the draws alone: the combined sums (below) and the log-likelihood are derived on each load.
+    stored_fit = use_cache and (from_cache or _store_fit(path, idata, key))
 
     add_combined(spec, idata)
+    if log_likelihood:
+        add_log_likelihood(model, idata)
     # Diagnostics are computed once, when sampled (slow for many groups), and again for an entry stored under an
     # older gate: the draws are still good, only the checks changed.
     stored = meta.get("diagnostics") if from_cache else None
@@ -340,7 +360,6 @@ def fit(
         diagnostics = diagnose(idata)
     result = Fit(spec, model, idata, diagnostics, sampler, settings, seed, fit_seconds, from_cache, key)
     notify(path.name, kind="loaded" if from_cache else "sampled")
-    stored_fit = use_cache and (from_cache or _store_fit(path, idata, key))
     if stored_fit and stored != asdict(diagnostics):
         meta = {
             "key": key,
