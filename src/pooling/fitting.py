@@ -21,7 +21,7 @@ import pandas as pd
 from pooling import checks
 from pooling.data import PROJECT_ROOT
 from pooling.files import WriteError, atomic_write, atomic_write_text, describe_write_error, has_free_space, notify
-from pooling.models import ModelSpec
+from pooling.models import ModelSpec, PymcModel
 
 SEED = 20200624  # the day the original notebook was posted
 R_HAT_MAX = 1.01
@@ -274,6 +274,14 @@ def _load(path: Path, meta_path: Path, key: str):
     return idata, meta
 
 
+def _without_derived(model, idata: az.InferenceData) -> az.InferenceData:
+    """The fit as cached: without a hand-written model's deterministic variables (recomputed on load)."""
+    derived = model.derived_variables() if isinstance(model, PymcModel) else []
+    return az.InferenceData(
+        **{group: idata[group] for group in idata.groups()} | {"posterior": idata.posterior.drop_vars(derived)}
+    )
+
+
 def _stored_size(idata: az.InferenceData) -> int:
     """Bytes of all the arrays a fit holds: what its .nc file needs, uncompressed."""
     return sum(idata[group].nbytes for group in idata.groups())
@@ -341,12 +349,14 @@ def fit(
         fit_seconds, from_cache = meta["fit_seconds"], True
         if isinstance(model, bmb.Model):
             model.build()  # what sampling would have done: predictions and prior checks need the built model
+        if isinstance(model, PymcModel):
+            model.add_derived_variables(idata)
     else:
         start = time.perf_counter()
         idata = _sample(model, sampler, settings, seed)
         fit_seconds, from_cache = time.perf_counter() - start, False
     # The cache holds the draws alone: the combined sums (below) and the log-likelihood are derived on each load.
-    stored_fit = use_cache and (from_cache or _store_fit(path, idata, key))
+    stored_fit = use_cache and (from_cache or _store_fit(path, _without_derived(model, idata), key))
 
     add_combined(spec, idata)
     if log_likelihood:

@@ -78,6 +78,16 @@ class PymcModel:
         with self.backend_model:
             pm.compute_log_likelihood(idata, extend_inferencedata=True, progressbar=False)
 
+    def derived_variables(self) -> list[str]:
+        """The deterministic variables: functions of the others, so the fit cache stores them not."""
+        return [variable.name for variable in self.backend_model.deterministics]
+
+    def add_derived_variables(self, idata) -> None:
+        """Recompute the deterministic variables from the other draws (after loading a cached fit)."""
+        idata.posterior = pm.compute_deterministics(
+            idata.posterior, model=self.backend_model, merge_dataset=True, progressbar=False
+        )
+
 
 # The original notebook's priors (PyMC3): slope Normal(0, 20), noise HalfCauchy(5).
 ORIGINAL_SLOPE_PRIOR = bmb.Prior("Normal", mu=0, sigma=20)
