@@ -36,7 +36,7 @@ from traitlets.config import Config
 from pooling.chapter import PLOTLY_ASSET, ensure_plotly_asset
 from pooling.data import PROJECT_ROOT
 from pooling.files import NOTICES_VARIABLE, WriteError, atomic_write, atomic_write_text, notify, read_notices
-from pooling.fitting import chapter_fits, executed_dir, read_ledger
+from pooling.fitting import DOWNLOADS_DIR, chapter_fits, executed_dir, read_ledger
 
 PREVIEW_DIR = PROJECT_ROOT / "_preview"
 CELL_TIMEOUT = 1800  # seconds; the all-states fits are the slowest cells
@@ -540,6 +540,11 @@ def write_preview(results: list[ChapterResult], out_dir: Path = PREVIEW_DIR, roo
     asset = out_dir / PLOTLY_ASSET
     asset.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(asset, lambda target: shutil.copyfile(ensure_plotly_asset(root), target))
+    for posterior in sorted((root / DOWNLOADS_DIR.name).glob("*.nc")):  # the diagnostics tables link to them
+        copy = out_dir / DOWNLOADS_DIR.name / posterior.name
+        if not copy.exists() or copy.stat().st_size != posterior.stat().st_size:
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(copy, lambda target, posterior=posterior: shutil.copyfile(posterior, target))
     written = []
     for result, (page, title) in zip(results, pages, strict=True):
         target = out_dir / page

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import html
 import json
 import os
 import platform
@@ -501,9 +502,70 @@ def interval_rows(draws: pd.DataFrame, estimate: str, probability: float = INTER
     )
 
 
+DOWNLOADS_DIR = PROJECT_ROOT / "posteriors"  # published with the site (`resources:` in _quarto.yml)
+DOWNLOAD_GROUPS = ("posterior", "sample_stats", "observed_data")
+SIGNIFICANT_DIGITS = 6  # a download stores a variable as float32 only if that keeps this many digits
+
+
+def download_path(result: Fit) -> Path:
+    """Where a fit's posterior is published for readers; the name carries the cache key, so it is never stale."""
+    return DOWNLOADS_DIR / f"{result.spec.name}-{result.key[:12]}.nc"
+
+
+def _as_float32_if_exact(values):
+    """float32 when that keeps SIGNIFICANT_DIGITS significant digits of every draw, else unchanged."""
+    if values.dtype != np.float64:
+        return values
+    narrow = values.astype(np.float32)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        error = np.abs(narrow.astype(np.float64) - values) / np.abs(values)
+    keeps = bool(np.all(np.isfinite(narrow) == np.isfinite(values)) and np.nanmax(error, initial=0.0) < 0.5e-6)
+    return narrow if keeps else values
+
+
+def export_posterior(result: Fit) -> Path:
+    """Write the fit for readers to download: posterior, sample stats and observed data, compressed NetCDF.
+
+    Written once per cache key; load it with `arviz.from_netcdf(path)`.
+    """
+    path = download_path(result)
+    if not path.exists():
+        groups = {group: result.idata[group].map(_as_float32_if_exact) for group in DOWNLOAD_GROUPS}
+        groups["posterior"].attrs.pop(KEY_ATTRIBUTE, None)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda target: az.InferenceData(**groups).to_netcdf(target))
+    return path
+
+
+class DiagnosticsTable(pd.DataFrame):
+    """A table whose HTML shows its cells' download links (pandas escapes HTML in its notebook display), followed
+    by the line of code that loads a downloaded posterior."""
+
+    _metadata = ["example_file"]
+
+    @property
+    def _constructor(self):
+        return DiagnosticsTable
+
+    def _repr_html_(self) -> str:
+        snippet = html.escape(f'idata = arviz.from_netcdf("{self.example_file}")')
+        return (
+            self.to_html(escape=False, border=0)
+            + f'<p class="load-posterior">Load a downloaded posterior with <code>{snippet}</code>.</p>'
+        )
+
+
 def diagnostics_table(fits: list[Fit]) -> pd.DataFrame:
-    """The compact r_hat / ESS / divergences table every chapter shows for its models."""
-    return pd.DataFrame([fitted.report() for fitted in fits]).set_index("model")
+    """The compact r_hat / ESS / divergences table every chapter shows for its models, with a link to download each
+    posterior (see `export_posterior`)."""
+    rows = []
+    for fitted in fits:
+        address = os.path.relpath(export_posterior(fitted), Path.cwd())
+        link = f'<a href="{address}" download>{Path(address).name}</a>'
+        rows.append(fitted.report() | {"posterior (NetCDF)": link})
+    table = DiagnosticsTable(rows).set_index("model")
+    table.example_file = download_path(fits[0]).name
+    return table
 
 
 def fit_ledger() -> pd.DataFrame:
