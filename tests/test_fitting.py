@@ -111,3 +111,33 @@ def test_cache_holds_the_draws_alone_and_the_log_likelihood_is_derived_on_reques
     np.testing.assert_allclose(loaded.idata.log_likelihood["y"].to_numpy(), by_hand, rtol=1e-9)
     np.testing.assert_array_equal(sampled.idata.log_likelihood["y"], loaded.idata.log_likelihood["y"])
     assert "log_likelihood" not in fit(POOLED, sites, **SMALL, demonstrates_failure=True).idata.groups()
+
+
+def test_downloads_narrow_to_float32_only_where_six_significant_digits_survive():
+    from pooling.fitting import _as_float32_if_exact
+
+    ordinary = np.random.default_rng(1).normal(size=1000) * 1e3
+    assert _as_float32_if_exact(ordinary).dtype == np.float32
+    assert _as_float32_if_exact(np.array([1.0, 1e-50])).dtype == np.float64  # 1e-50 underflows in float32
+    assert _as_float32_if_exact(np.array([1.0, 1e300])).dtype == np.float64  # and 1e300 overflows
+    assert _as_float32_if_exact(np.array([1, 2])).dtype == np.array([1, 2]).dtype  # integers are left alone
+
+
+@pytest.mark.slow
+def test_a_downloaded_posterior_loads_with_its_fits_means(sites, private_cache, tmp_path, monkeypatch):
+    import arviz as az
+
+    from pooling import fitting
+
+    monkeypatch.setattr(fitting, "DOWNLOADS_DIR", tmp_path / "posteriors")
+    result = fit(TOY_MODELS["toy_hierarchical"], sites, **SMALL, log_likelihood=True, demonstrates_failure=True)
+    table = fitting.diagnostics_table([result])
+    (path,) = (tmp_path / "posteriors").glob("*.nc")
+    assert f'{path.name}" download>' in table._repr_html_()
+    assert f"arviz.from_netcdf(&quot;{path.name}&quot;)" in table._repr_html_()
+    download = az.from_netcdf(path)
+    assert set(download.groups()) == {"posterior", "sample_stats", "observed_data"}  # no log-likelihood
+    assert set(download.posterior.data_vars) == set(result.idata.posterior.data_vars)  # the site slopes too
+    for variable, values in result.idata.posterior.items():
+        assert download.posterior[variable].dtype == np.float32
+        np.testing.assert_allclose(download.posterior[variable], values, rtol=1e-6)

@@ -104,6 +104,7 @@ def test_gitignore_holds_quartos_entries_and_every_build_output():
         "_screenshots/index.png",
         "assets/plotly.min.js",
         "data/raw/srrs2.dat",
+        "posteriors/toy_pooled-0123456789ab.nc",
     ]
     ignored = subprocess.run(
         ["git", "check-ignore", "--no-index", *written], cwd=PROJECT_ROOT, capture_output=True, text=True
@@ -229,3 +230,48 @@ def test_preview_math_is_mathml_with_no_tex_left(chapter):
     assert text.count('display="inline"') >= 5
     prose = re.sub(r"<code>.*?</code>|<pre>.*?</pre>", "", text, flags=re.DOTALL)
     assert "$" not in prose and "\\(" not in prose and "\\beta" not in prose
+
+
+DOWNLOADS_BUDGET_MB = 50
+SITE_BUDGET_MB = 80
+
+
+def _megabytes(files) -> float:
+    return sum(file.stat().st_size for file in files if file.is_file()) / 1e6
+
+
+@pytest.mark.slow
+def test_downloadable_posteriors_fit_the_budget_load_and_match_their_fits(built_chapters):
+    """Every posterior a diagnostics table links is in the preview, loads with ArviZ and has its fit's posterior
+    means; together they stay within 50 MB, and the whole preview site within 80 MB."""
+    import arviz as az
+    import numpy as np
+
+    from pooling.build import PREVIEW_DIR
+    from pooling.fitting import DOWNLOADS_DIR, cache_dir
+
+    linked = set()
+    for result in built_chapters.values():
+        for cell in result.notebook.cells:
+            for output in cell.get("outputs", []):
+                shown = str(output.get("data", {}).get("text/html", ""))
+                linked |= set(re.findall(r'href="[^"]*posteriors/([^"/]+\.nc)" download', shown))
+    assert linked, "no diagnostics table links a posterior"
+    published = {file.name for file in (PREVIEW_DIR / DOWNLOADS_DIR.name).glob("*.nc")}
+    assert linked <= published
+    assert _megabytes(PREVIEW_DIR / DOWNLOADS_DIR.name / name for name in linked) <= DOWNLOADS_BUDGET_MB
+    assert _megabytes(PREVIEW_DIR.rglob("*")) <= SITE_BUDGET_MB
+    for name in sorted(linked):
+        download = az.from_netcdf(PREVIEW_DIR / DOWNLOADS_DIR.name / name)
+        assert set(download.groups()) == {"posterior", "sample_stats", "observed_data"}, name
+        (cached,) = cache_dir().glob(f"{name.removesuffix('.nc')}*.nc")  # same model and key prefix
+        cached = az.from_netcdf(cached)
+        assert set(cached.posterior.data_vars) <= set(download.posterior.data_vars), name
+        for variable in cached.posterior.data_vars:
+            np.testing.assert_allclose(
+                download.posterior[variable].mean(("chain", "draw")),
+                cached.posterior[variable].mean(("chain", "draw")),
+                rtol=1e-5,
+                atol=1e-6,
+                err_msg=f"{name}: {variable}",
+            )
