@@ -466,7 +466,8 @@ def _record_in_ledger(result: Fit) -> None:
     """Remember each fit a chapter makes, for the reproducibility appendix."""
     chapter = os.environ.get("POOLING_CHAPTER", "")
     entry = f"{chapter}/{result.spec.name}/{json.dumps(result.settings, sort_keys=True)}"
-    _update_ledger(lambda ledger: ledger.update({entry: {"chapter": chapter, **result.report()}}))
+    row = {"chapter": chapter, **result.report(), DOWNLOAD_COLUMN: download_path(result).name}
+    _update_ledger(lambda ledger: ledger.update({entry: row}))
 
 
 def forget_chapter(chapter: str) -> None:
@@ -537,6 +538,15 @@ def export_posterior(result: Fit) -> Path:
     return path
 
 
+DOWNLOAD_COLUMN = "posterior (NetCDF)"
+
+
+def download_link(path: Path) -> str:
+    """An HTML download link to a published posterior, relative to the page being executed."""
+    address = html.escape(os.path.relpath(path, Path.cwd()))
+    return f'<a href="{address}" download>{html.escape(path.name)}</a>'
+
+
 class DiagnosticsTable(pd.DataFrame):
     """A table whose HTML shows its cells' download links (pandas escapes HTML in its notebook display), followed
     by the line of code that loads a downloaded posterior."""
@@ -548,21 +558,17 @@ class DiagnosticsTable(pd.DataFrame):
         return DiagnosticsTable
 
     def _repr_html_(self) -> str:
+        table = self.to_html(escape=False, border=0)
+        if not getattr(self, "example_file", None):
+            return table
         snippet = html.escape(f'idata = arviz.from_netcdf("{self.example_file}")')
-        return (
-            self.to_html(escape=False, border=0)
-            + f'<p class="load-posterior">Load a downloaded posterior with <code>{snippet}</code>.</p>'
-        )
+        return table + f'<p class="load-posterior">Load a downloaded posterior with <code>{snippet}</code>.</p>'
 
 
 def diagnostics_table(fits: list[Fit]) -> pd.DataFrame:
     """The compact r_hat / ESS / divergences table every chapter shows for its models, with a link to download each
     posterior (see `export_posterior`)."""
-    rows = []
-    for fitted in fits:
-        address = os.path.relpath(export_posterior(fitted), Path.cwd())
-        link = f'<a href="{address}" download>{Path(address).name}</a>'
-        rows.append(fitted.report() | {"posterior (NetCDF)": link})
+    rows = [fitted.report() | {DOWNLOAD_COLUMN: download_link(export_posterior(fitted))} for fitted in fits]
     table = DiagnosticsTable(rows).set_index("model")
     table.example_file = download_path(fits[0]).name
     return table
@@ -592,4 +598,12 @@ def fit_ledger() -> pd.DataFrame:
     if missing:
         listed = ", ".join(f"{chapter} ({count})" for chapter, count in missing.items())
         raise LedgerError(f"The ledger of fits {path} lacks fits made by: {listed}. {fix}")
-    return pd.DataFrame(rows).sort_values(["chapter", "model"], kind="stable")
+    table = DiagnosticsTable(rows).sort_values(["chapter", "model"], kind="stable")
+    # A posterior is published once a diagnostics table has shown it (see `diagnostics_table`).
+    names = table[DOWNLOAD_COLUMN] if DOWNLOAD_COLUMN in table else pd.Series("", index=table.index)
+    published = names.map(lambda name: isinstance(name, str) and (DOWNLOADS_DIR / name).exists())
+    table[DOWNLOAD_COLUMN] = [
+        download_link(DOWNLOADS_DIR / name) if shown else "" for name, shown in zip(names, published, strict=True)
+    ]
+    table.example_file = names[published].iloc[0] if published.any() else None
+    return table
