@@ -130,14 +130,16 @@ def test_a_downloaded_posterior_loads_with_its_fits_means(sites, private_cache, 
     from pooling import fitting
 
     monkeypatch.setattr(fitting, "DOWNLOADS_DIR", tmp_path / "posteriors")
-    result = fit(TOY_MODELS["toy_hierarchical"], sites, **SMALL, log_likelihood=True, demonstrates_failure=True)
-    table = fitting.diagnostics_table([result])
+    result = fit(POOLED, sites, log_likelihood=True)  # default settings: passes the gate, so it is published
+    failing = fit(POOLED, sites, draws=30, tune=30, chains=2, demonstrates_failure=True)
+    table = fitting.diagnostics_table([result, failing])
+    assert table.loc[POOLED.name, fitting.DOWNLOAD_COLUMN].iloc[1] == fitting.NOT_PUBLISHED
     (path,) = (tmp_path / "posteriors").glob("*.nc")
     assert f'{path.name}" download>' in table._repr_html_()
     assert f"arviz.from_netcdf(&quot;{path.name}&quot;)" in table._repr_html_()
     download = az.from_netcdf(path)
     assert set(download.groups()) == {"posterior", "sample_stats", "observed_data"}  # no log-likelihood
-    assert set(download.posterior.data_vars) == set(result.idata.posterior.data_vars)  # the site slopes too
+    assert set(download.posterior.data_vars) == set(result.idata.posterior.data_vars)
     for variable, values in result.idata.posterior.items():
         assert download.posterior[variable].dtype == np.float32
         np.testing.assert_allclose(download.posterior[variable], values, rtol=1e-6)

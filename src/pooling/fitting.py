@@ -539,6 +539,7 @@ def export_posterior(result: Fit) -> Path:
 
 
 DOWNLOAD_COLUMN = "posterior (NetCDF)"
+NOT_PUBLISHED = "not published (fails the diagnostics gate)"
 
 
 def download_link(path: Path) -> str:
@@ -568,9 +569,15 @@ class DiagnosticsTable(pd.DataFrame):
 def diagnostics_table(fits: list[Fit]) -> pd.DataFrame:
     """The compact r_hat / ESS / divergences table every chapter shows for its models, with a link to download each
     posterior (see `export_posterior`)."""
-    rows = [fitted.report() | {DOWNLOAD_COLUMN: download_link(export_posterior(fitted))} for fitted in fits]
+    # A fit shown failing on purpose is not published: its draws are not a posterior to reuse.
+    rows = [
+        fitted.report()
+        | {DOWNLOAD_COLUMN: NOT_PUBLISHED if fitted.diagnostics.problems() else download_link(export_posterior(fitted))}
+        for fitted in fits
+    ]
     table = DiagnosticsTable(rows).set_index("model")
-    table.example_file = download_path(fits[0]).name
+    published = [download_path(fitted).name for fitted in fits if not fitted.diagnostics.problems()]
+    table.example_file = published[0] if published else None
     return table
 
 
