@@ -107,6 +107,8 @@ def test_page_loads_draws_its_figures_and_stays_offline(browser, site, page_path
                 "d => d.data.length > 0 && d.querySelectorAll('svg.main-svg path, svg.main-svg text').length > 0"
             )
             assert drawn, f"{page_path}: figure {index + 1} has no drawn content"
+            alt = figures.nth(index).get_attribute("aria-label") or ""
+            assert len(alt) > 20, f"{page_path}: figure {index + 1} has no alt text (its cell's fig-alt)"
         assert record["errors"] == [], f"{page_path}: console errors {record['errors']}"
         assert record["outside"] == [], f"{page_path}: requests left 127.0.0.1: {record['outside']}"
         math = page.evaluate(MATH_PROBE)

@@ -23,7 +23,7 @@ def test_sidebar_lists_every_chapter_file():
 
 @pytest.mark.parametrize("source", CHAPTERS, ids=[str(path.relative_to(PROJECT_ROOT)) for path in CHAPTERS])
 def test_chapter_conventions(source):
-    """A title and abstract, the shared setup as first cell, and a label and caption on every figure."""
+    """A title and abstract, the shared setup as first cell, and a label, caption and alt text on every figure."""
     notebook, front_matter = read_chapter(source)
     assert front_matter.get("title"), f"{source.name} has no title"
     if source.name != "91-references.qmd":  # the bibliography page is only a list
@@ -36,6 +36,7 @@ def test_chapter_conventions(source):
         options = cell_options(cell.source)
         if str(options.get("label", "")).startswith("fig-"):
             assert options.get("fig-cap"), f"{source.name}: figure {options['label']} has no caption"
+            assert options.get("fig-alt"), f"{source.name}: figure {options['label']} has no fig-alt text"
 
 
 def _tiny_chapter(path, front_matter=""):

@@ -275,3 +275,17 @@ def test_downloadable_posteriors_fit_the_budget_load_and_match_their_fits(built_
                 atol=1e-6,
                 err_msg=f"{name}: {variable}",
             )
+
+
+def test_preview_gives_each_figure_its_fig_alt_as_accessible_name():
+    cell = nbformat.v4.new_code_cell(
+        '#| label: fig-x\n#| fig-cap: "A cap."\n#| fig-alt: "Two \\"sites\\" & lines."\nf()'
+    )
+    cell.outputs = [
+        nbformat.v4.new_output(
+            "display_data", data={"text/html": '<div><div id="p" class="plotly-graph-div" style="a"></div></div>'}
+        )
+    ]
+    notebook = _preview_cells(nbformat.v4.new_notebook(cells=[cell]))
+    markup = notebook.cells[0].outputs[0]["data"]["text/html"]
+    assert 'role="figure" aria-label="Two &quot;sites&quot; &amp; lines." class="plotly-graph-div"' in markup

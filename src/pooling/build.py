@@ -335,6 +335,16 @@ def _table_code_spans(markdown: str) -> str:
     return re.sub(r"^\|.*\|\s*$", row, markdown, flags=re.MULTILINE)
 
 
+def _label_figures(cell, alt: str) -> None:
+    """Give the cell's plotly figures their `fig-alt` text as an accessible name, as Quarto gives an image its alt."""
+    label = f'role="figure" aria-label="{html.escape(alt)}" class="plotly-graph-div'
+    for output in cell.get("outputs", []):
+        markup = output.get("data", {}).get("text/html")
+        if markup is not None:
+            markup = "".join(markup) if isinstance(markup, list) else markup
+            output["data"]["text/html"] = markup.replace('class="plotly-graph-div', label)
+
+
 def _preview_cells(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """Apply Quarto's cell options, captions, cross-references and math so the preview shows what the site shows."""
     notebook = nbformat.from_dict(notebook)
@@ -362,6 +372,8 @@ def _preview_cells(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
             cell.source = "\n".join(line for line in cell.source.splitlines() if not line.startswith("#|"))
             cells.append(cell)
             label = str(options.get("label", ""))
+            if options.get("fig-alt"):
+                _label_figures(cell, str(options["fig-alt"]))
             if label.startswith(("fig-", "tbl-")):
                 caption = options.get("fig-cap") or options.get("tbl-cap") or ""
                 cells.append(
