@@ -171,3 +171,28 @@ def test_explorer_sliders_change_the_estimates(browser, site):
         assert page.evaluate("document.getElementById('pooling-explorer').layout.title.text") != title_before
     finally:
         context.close()
+
+
+AXE = PROJECT_ROOT / ".axe" / "node_modules" / "axe-core" / "axe.min.js"
+AXE_STANDARDS = ["wcag2a", "wcag2aa"]
+
+
+@pytest.mark.parametrize("page_path", PAGES)
+def test_page_passes_the_axe_accessibility_check(browser, site, page_path):
+    """axe-core's WCAG 2 A and AA rules find nothing on the page (figures, tables, links, contrast, headings)."""
+    if not AXE.exists():
+        pytest.fail("axe-core is missing: `make browser` installs it from npm into .axe/")
+    context, page, response, _ = open_page(browser, urljoin(site, page_path))
+    try:
+        assert response.status == 200
+        page.add_script_tag(path=str(AXE))
+        result = page.evaluate(
+            "standards => axe.run(document, {runOnly: {type: 'tag', values: standards}})", AXE_STANDARDS
+        )
+        found = [
+            f"{violation['id']} ({violation['impact']}): {violation['help']} at {violation['nodes'][0]['html'][:100]}"
+            for violation in result["violations"]
+        ]
+        assert found == [], f"{page_path}: " + "; ".join(found)
+    finally:
+        context.close()

@@ -105,6 +105,7 @@ def test_gitignore_holds_quartos_entries_and_every_build_output():
         "assets/plotly.min.js",
         "data/raw/srrs2.dat",
         "posteriors/toy_pooled-0123456789ab.nc",
+        ".axe/node_modules/axe-core/axe.min.js",
     ]
     ignored = subprocess.run(
         ["git", "check-ignore", "--no-index", *written], cwd=PROJECT_ROOT, capture_output=True, text=True
