@@ -114,13 +114,13 @@ def test_cache_holds_the_draws_alone_and_the_log_likelihood_is_derived_on_reques
 
 
 def test_downloads_narrow_to_float32_only_where_six_significant_digits_survive():
-    from pooling.fitting import _as_float32_if_exact
+    from pooling.fitting import _compact
 
     ordinary = np.random.default_rng(1).normal(size=1000) * 1e3
-    assert _as_float32_if_exact(ordinary).dtype == np.float32
-    assert _as_float32_if_exact(np.array([1.0, 1e-50])).dtype == np.float64  # 1e-50 underflows in float32
-    assert _as_float32_if_exact(np.array([1.0, 1e300])).dtype == np.float64  # and 1e300 overflows
-    assert _as_float32_if_exact(np.array([1, 2])).dtype == np.array([1, 2]).dtype  # integers are left alone
+    assert _compact(ordinary).dtype == np.float32
+    assert _compact(np.array([1.0, 1e-50])).dtype == np.float64  # 1e-50 underflows in float32
+    assert _compact(np.array([1.0, 1e300])).dtype == np.float64  # and 1e300 overflows
+    assert _compact(np.array([1, 2])).dtype == np.array([1, 2]).dtype  # integers are left alone
 
 
 @pytest.mark.slow
