@@ -158,6 +158,8 @@ def test_explorer_sliders_change_the_estimates(browser, site):
         page.wait_for_selector("#pooling-explorer svg.main-svg")
         before = page.evaluate("document.getElementById('pooling-explorer').data[3].x")
         title_before = page.evaluate("document.getElementById('pooling-explorer').layout.title.text")
+        summary = page.locator("#pooling-explorer-summary")
+        summary_before = summary.text_content()
         label = page.locator("#pooling-explorer .slider-label-group text").first  # points per site: 3
         label.scroll_into_view_if_needed()
         box = label.bounding_box()
@@ -169,6 +171,9 @@ def test_explorer_sliders_change_the_estimates(browser, site):
         after = page.evaluate("document.getElementById('pooling-explorer').data[3].x")
         assert after != before
         assert page.evaluate("document.getElementById('pooling-explorer').layout.title.text") != title_before
+        assert summary.text_content().startswith("points per site: 3,") and summary_before.startswith(
+            "points per site: 20,"
+        )
     finally:
         context.close()
 

@@ -291,3 +291,27 @@ def test_preview_gives_each_figure_its_fig_alt_as_accessible_name():
     notebook = _preview_cells(nbformat.v4.new_notebook(cells=[cell]))
     markup = notebook.cells[0].outputs[0]["data"]["text/html"]
     assert 'role="figure" aria-label="Two &quot;sites&quot; &amp; lines." class="plotly-graph-div"' in markup
+
+
+def test_explorer_gives_its_current_setting_as_text_for_every_slider_position():
+    """Readers without a pointer get the explorer's numbers as a paragraph, which the sliders rewrite."""
+    from pooling import plots
+    from pooling.shrinkage import explorer_grid
+
+    dials = {
+        "points per site": [3, 10],
+        "noise sd": [1.0],
+        "number of sites": [2],
+        "spread": [1.0],
+        "tau prior": ["tau ~ HalfNormal(10)"],
+    }
+    grid = explorer_grid(dials)
+    markup = plots.pooling_explorer(grid, dials)
+    summary = re.search(r'<p id="pooling-explorer-summary" aria-live="polite">([^<]*)</p>', markup).group(1)
+    assert summary.startswith("points per site: 10, noise sd: 1.0")  # the middle setting, shown first
+    for index, setting in grid.items():
+        text = plots._explorer_frame(setting)["summary"]
+        for site, true in zip(setting["sites"], setting["true"], strict=True):
+            assert f"site {site}: true slope {true:.2f}, no pooling (least squares) " in text, index
+        assert f"RMSE): no pooling {setting['rmse']['no pooling']:.2f}" in text
+    assert "pooling-explorer-summary').textContent" in markup  # rewritten on every slider change
