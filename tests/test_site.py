@@ -52,7 +52,8 @@ def test_licences_are_stated():
 def test_plotly_is_served_by_the_site_and_only_from_the_project_root():
     project = quarto_config()["project"]
     # Quarto prepends "**/" to a resource glob without a leading "/", which also matched _preview/'s copy.
-    assert project["resources"] == ["/assets/plotly.min.js"]
+    # Every resource is anchored at the root: plotly.js and the downloadable posteriors.
+    assert project["resources"] == ["/assets/plotly.min.js", "/posteriors/*.nc"]
     assert "pooling.build asset" in project["pre-render"]
     assert project["post-render"] == "python -m pooling.build post-render"
     assert project["type"] == "website"
