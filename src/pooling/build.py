@@ -484,6 +484,17 @@ document.querySelectorAll(".celltag_code_fold .jp-InputArea").forEach(function (
 </script>"""
 
 
+# Accessibility fixes to nbconvert's lab template, found by axe-core: its faded cell prompts fall below the WCAG AA
+# contrast ratio (and so do its comment and number colours in code), and links in prose differ by colour alone.
+PREVIEW_STYLE = """<style>
+.jp-InputPrompt, .jp-OutputPrompt { color: #1f5f99 !important; opacity: 1 !important; }
+.jp-RenderedHTMLCommon a, .jp-RenderedMarkdown a { text-decoration: underline !important; }
+.highlight .c, .highlight .c1, .highlight .cm { color: #2f5f5f !important; }
+.highlight .mf, .highlight .mi { color: #005f00 !important; }
+.highlight .ow, .highlight .nb, .highlight .kn, .highlight .k { color: #6a1b9a !important; }
+</style>"""
+
+
 def _navigation(pages: list[tuple[str, str]], current: str, with_notebook: bool = True) -> str:
     """The links to every page, and to the current page's notebook unless it has none (a failed chapter)."""
     links = []
@@ -525,8 +536,10 @@ def _page_path(source: Path, root: Path) -> Path:
 def _error_page(result: ChapterResult, navigation: str) -> str:
     """The page that replaces a chapter that failed: unmistakably not the chapter."""
     return (
-        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>Build failed: {html.escape(result.title)}</title>'
-        '</head><body data-build-failed="true">' + navigation + '<main style="padding:1em;font-family:sans-serif">'
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<title>Build failed: {html.escape(result.title)}</title></head><body data-build-failed="true">'
+        + navigation
+        + '<main style="padding:1em;font-family:sans-serif">'
         f'<h1 style="color:#b00020">This chapter failed to build: {html.escape(result.title)}</h1>'
         "<p>The last build stopped in this chapter, so there is no page to show. Fix the error below and build "
         "again (<code>make site</code>).</p>"
@@ -574,7 +587,7 @@ def write_preview(results: list[ChapterResult], out_dir: Path = PREVIEW_DIR, roo
         body = re.sub(
             r"(<body[^>]*>)", lambda match, page=page: match.group(1) + _navigation(pages, page), body, count=1
         )
-        body = body.replace("</body>", FOLD_SCRIPT + "</body>", 1)
+        body = body.replace("</body>", FOLD_SCRIPT + "</body>", 1).replace("</head>", PREVIEW_STYLE + "</head>", 1)
         body = without_unneeded_scripts(body, page)
         atomic_write_text(target, body)
         atomic_write_text(target.with_suffix(".ipynb"), nbformat.writes(result.notebook))
