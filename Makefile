@@ -34,10 +34,15 @@ site: $(VENV)/.installed
 		$(BIN)/python -m pooling.build preview --jobs 2; \
 	fi
 
+# The accessibility engine the browser tests run on every page (installed from npm into .axe/).
+AXE_VERSION = 4.14.1
+AXE = .axe/node_modules/axe-core/axe.min.js
+
 browser:
 	@command -v chromium >/dev/null 2>&1 || { \
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; \
 		else echo "Install Chromium (Debian: apt-get install chromium chromium-driver) for the browser tests."; exit 1; fi; }
+	@[ -f $(AXE) ] || npm install --silent --no-audit --no-fund --prefix .axe axe-core@$(AXE_VERSION)
 
 test: $(VENV)/.installed browser
 	$(BIN)/python -m pytest

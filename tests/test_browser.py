@@ -107,6 +107,8 @@ def test_page_loads_draws_its_figures_and_stays_offline(browser, site, page_path
                 "d => d.data.length > 0 && d.querySelectorAll('svg.main-svg path, svg.main-svg text').length > 0"
             )
             assert drawn, f"{page_path}: figure {index + 1} has no drawn content"
+            alt = figures.nth(index).get_attribute("aria-label") or ""
+            assert len(alt) > 20, f"{page_path}: figure {index + 1} has no alt text (its cell's fig-alt)"
         assert record["errors"] == [], f"{page_path}: console errors {record['errors']}"
         assert record["outside"] == [], f"{page_path}: requests left 127.0.0.1: {record['outside']}"
         math = page.evaluate(MATH_PROBE)
@@ -156,6 +158,8 @@ def test_explorer_sliders_change_the_estimates(browser, site):
         page.wait_for_selector("#pooling-explorer svg.main-svg")
         before = page.evaluate("document.getElementById('pooling-explorer').data[3].x")
         title_before = page.evaluate("document.getElementById('pooling-explorer').layout.title.text")
+        summary = page.locator("#pooling-explorer-summary")
+        summary_before = summary.text_content()
         label = page.locator("#pooling-explorer .slider-label-group text").first  # points per site: 3
         label.scroll_into_view_if_needed()
         box = label.bounding_box()
@@ -167,5 +171,33 @@ def test_explorer_sliders_change_the_estimates(browser, site):
         after = page.evaluate("document.getElementById('pooling-explorer').data[3].x")
         assert after != before
         assert page.evaluate("document.getElementById('pooling-explorer').layout.title.text") != title_before
+        assert summary.text_content().startswith("points per site: 3,") and summary_before.startswith(
+            "points per site: 20,"
+        )
+    finally:
+        context.close()
+
+
+AXE = PROJECT_ROOT / ".axe" / "node_modules" / "axe-core" / "axe.min.js"
+AXE_STANDARDS = ["wcag2a", "wcag2aa"]
+
+
+@pytest.mark.parametrize("page_path", PAGES)
+def test_page_passes_the_axe_accessibility_check(browser, site, page_path):
+    """axe-core's WCAG 2 A and AA rules find nothing on the page (figures, tables, links, contrast, headings)."""
+    if not AXE.exists():
+        pytest.fail("axe-core is missing: `make browser` installs it from npm into .axe/")
+    context, page, response, _ = open_page(browser, urljoin(site, page_path))
+    try:
+        assert response.status == 200
+        page.add_script_tag(path=str(AXE))
+        result = page.evaluate(
+            "standards => axe.run(document, {runOnly: {type: 'tag', values: standards}})", AXE_STANDARDS
+        )
+        found = [
+            f"{violation['id']} ({violation['impact']}): {violation['help']} at {violation['nodes'][0]['html'][:100]}"
+            for violation in result["violations"]
+        ]
+        assert found == [], f"{page_path}: " + "; ".join(found)
     finally:
         context.close()

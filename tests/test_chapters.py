@@ -23,7 +23,7 @@ def test_sidebar_lists_every_chapter_file():
 
 @pytest.mark.parametrize("source", CHAPTERS, ids=[str(path.relative_to(PROJECT_ROOT)) for path in CHAPTERS])
 def test_chapter_conventions(source):
-    """A title and abstract, the shared setup as first cell, and a label and caption on every figure."""
+    """A title and abstract, the shared setup as first cell, and a label, caption and alt text on every figure."""
     notebook, front_matter = read_chapter(source)
     assert front_matter.get("title"), f"{source.name} has no title"
     if source.name != "91-references.qmd":  # the bibliography page is only a list
@@ -36,6 +36,7 @@ def test_chapter_conventions(source):
         options = cell_options(cell.source)
         if str(options.get("label", "")).startswith("fig-"):
             assert options.get("fig-cap"), f"{source.name}: figure {options['label']} has no caption"
+            assert options.get("fig-alt"), f"{source.name}: figure {options['label']} has no fig-alt text"
 
 
 def _tiny_chapter(path, front_matter=""):
@@ -63,3 +64,33 @@ def test_unchanged_chapters_are_reused_and_changed_ones_run(tmp_path, monkeypatc
     assert len(list((tmp_path / "cache" / "executed").glob("01-tiny-*.ipynb"))) == 1  # the stale one is gone
     always = _tiny_chapter(tmp_path / "02-always.qmd", "reads-other-pages: true\n")
     assert not any(execute_chapter(always, reuse_executed=True).frozen for _ in range(2))
+
+
+def test_version_line_names_the_date_and_the_versions_of_the_appendix():
+    import datetime
+    import re
+
+    from pooling.chapter import version_line
+    from pooling.fitting import library_versions
+
+    versions = library_versions()
+    line = version_line(datetime.date(2026, 11, 25), appendix="90-reproducibility.html")
+    text = re.sub(r"<[^>]+>", "", line)
+    assert text == (
+        f"Built on 2026-11-25 with Bambi {versions['bambi']}, PyMC {versions['pymc']}, ArviZ {versions['arviz']}"
+        " (every version)."
+    )
+    assert 'href="90-reproducibility.html"' in line
+    assert "href" not in version_line(appendix=None)
+
+
+@pytest.mark.slow
+def test_every_page_shows_its_version_line(built_chapters):
+    """The first cell of every executed page displays the version line, with the versions that built it."""
+    from pooling.fitting import library_versions
+
+    expected = f"Bambi {library_versions()['bambi']}, PyMC {library_versions()['pymc']}"
+    for source, result in built_chapters.items():
+        first = next(cell for cell in result.notebook.cells if cell.cell_type == "code")
+        shown = "".join(str(output.get("data", {}).get("text/html", "")) for output in first.outputs)
+        assert "build-versions" in shown and expected in shown, f"{source.name}: no version line"

@@ -26,18 +26,17 @@ def private_cache(tmp_path, monkeypatch):
 
 def test_cache_key_changes_with_everything_that_changes_the_fit(sites):
     settings = {"draws": 1000, "tune": 1000, "chains": 4}
-    base = cache_key(POOLED, sites, "nutpie", settings, 1, True)
-    assert base == cache_key(POOLED, sites.copy(), "nutpie", dict(settings), 1, True)
+    base = cache_key(POOLED, sites, "nutpie", settings, 1)
+    assert base == cache_key(POOLED, sites.copy(), "nutpie", dict(settings), 1)
     other_data = sites.assign(y=sites["y"] + 1e-9)
     other_prior = ModelSpec(POOLED.name, POOLED.formula, {"x": TOY_MODELS["toy_pooled"].priors["sigma"]})
     variants = [
-        cache_key(POOLED, other_data, "nutpie", settings, 1, True),
-        cache_key(TOY_MODELS["toy_unpooled"], sites, "nutpie", settings, 1, True),
-        cache_key(other_prior, sites, "nutpie", settings, 1, True),
-        cache_key(POOLED, sites, "pymc", settings, 1, True),
-        cache_key(POOLED, sites, "nutpie", settings | {"draws": 999}, 1, True),
-        cache_key(POOLED, sites, "nutpie", settings, 2, True),
-        cache_key(POOLED, sites, "nutpie", settings, 1, False),
+        cache_key(POOLED, other_data, "nutpie", settings, 1),
+        cache_key(TOY_MODELS["toy_unpooled"], sites, "nutpie", settings, 1),
+        cache_key(other_prior, sites, "nutpie", settings, 1),
+        cache_key(POOLED, sites, "pymc", settings, 1),
+        cache_key(POOLED, sites, "nutpie", settings | {"draws": 999}, 1),
+        cache_key(POOLED, sites, "nutpie", settings, 2),
     ]
     assert base not in variants
     assert len(set(variants)) == len(variants)
@@ -85,3 +84,62 @@ def test_gate_stops_a_fit_that_has_not_converged(sites, private_cache):
     shown = fit(POOLED, sites, **starved, demonstrates_failure=True)
     assert shown.from_cache
     assert any("bulk ESS" in problem for problem in shown.diagnostics.problems())
+
+
+@pytest.mark.slow
+def test_cache_holds_the_draws_alone_and_the_log_likelihood_is_derived_on_request(sites, private_cache):
+    """The cached file keeps posterior, sample stats and observed data only; LOO's pointwise log-likelihood is
+    computed from the draws when asked for, cached or not, and equals the normal density computed by hand."""
+    import arviz as az
+    from scipy import stats
+
+    sampled = fit(POOLED, sites, **SMALL, log_likelihood=True, demonstrates_failure=True)
+    (entry,) = private_cache.glob("*.nc")
+    stored = az.from_netcdf(entry)
+    assert set(stored.groups()) == {"posterior", "sample_stats", "observed_data"}
+    assert sorted(stored.posterior.data_vars) == ["sigma", "x"]  # no `sigma_log__`, no per-observation `mu`
+    assert "mu" not in sampled.idata.posterior
+
+    loaded = fit(POOLED, sites, **SMALL, log_likelihood=True, demonstrates_failure=True)
+    assert loaded.from_cache
+    posterior = loaded.idata.posterior
+    by_hand = stats.norm.logpdf(
+        sites["y"].to_numpy(),
+        posterior["x"].to_numpy()[..., None] * sites["x"].to_numpy(),
+        posterior["sigma"].to_numpy()[..., None],
+    )
+    np.testing.assert_allclose(loaded.idata.log_likelihood["y"].to_numpy(), by_hand, rtol=1e-9)
+    np.testing.assert_array_equal(sampled.idata.log_likelihood["y"], loaded.idata.log_likelihood["y"])
+    assert "log_likelihood" not in fit(POOLED, sites, **SMALL, demonstrates_failure=True).idata.groups()
+
+
+def test_downloads_narrow_to_float32_only_where_six_significant_digits_survive():
+    from pooling.fitting import _compact
+
+    ordinary = np.random.default_rng(1).normal(size=1000) * 1e3
+    assert _compact(ordinary).dtype == np.float32
+    assert _compact(np.array([1.0, 1e-50])).dtype == np.float64  # 1e-50 underflows in float32
+    assert _compact(np.array([1.0, 1e300])).dtype == np.float64  # and 1e300 overflows
+    assert _compact(np.array([1, 2])).dtype == np.array([1, 2]).dtype  # integers are left alone
+
+
+@pytest.mark.slow
+def test_a_downloaded_posterior_loads_with_its_fits_means(sites, private_cache, tmp_path, monkeypatch):
+    import arviz as az
+
+    from pooling import fitting
+
+    monkeypatch.setattr(fitting, "DOWNLOADS_DIR", tmp_path / "posteriors")
+    result = fit(POOLED, sites, log_likelihood=True)  # default settings: passes the gate, so it is published
+    failing = fit(POOLED, sites, draws=30, tune=30, chains=2, demonstrates_failure=True)
+    table = fitting.diagnostics_table([result, failing])
+    assert table.loc[POOLED.name, fitting.DOWNLOAD_COLUMN].iloc[1] == fitting.NOT_PUBLISHED
+    (path,) = (tmp_path / "posteriors").glob("*.nc")
+    assert f'{path.name}" download>' in table._repr_html_()
+    assert f"arviz.from_netcdf(&quot;{path.name}&quot;)" in table._repr_html_()
+    download = az.from_netcdf(path)
+    assert set(download.groups()) == {"posterior", "sample_stats", "observed_data"}  # no log-likelihood
+    assert set(download.posterior.data_vars) == set(result.idata.posterior.data_vars)
+    for variable, values in result.idata.posterior.items():
+        assert download.posterior[variable].dtype == np.float32
+        np.testing.assert_allclose(download.posterior[variable], values, rtol=1e-6)

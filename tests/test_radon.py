@@ -167,8 +167,8 @@ def test_bambi_new_groups_only_reuse_existing_group_effects(minnesota):
 def test_elpd_difference_agrees_with_arviz_compare(minnesota):
     import arviz as az
 
-    partial = fit(RADON_MODELS["radon_varying_intercepts"], minnesota).idata
-    pooled = fit(RADON_MODELS["radon_pooled"], minnesota).idata
+    partial = fit(RADON_MODELS["radon_varying_intercepts"], minnesota, log_likelihood=True).idata
+    pooled = fit(RADON_MODELS["radon_pooled"], minnesota, log_likelihood=True).idata
     difference, error = elpd_difference(partial, pooled)
     comparison = az.compare({"partial": partial, "pooled": pooled})
     assert comparison.index[0] == "partial"

@@ -52,7 +52,8 @@ def test_licences_are_stated():
 def test_plotly_is_served_by_the_site_and_only_from_the_project_root():
     project = quarto_config()["project"]
     # Quarto prepends "**/" to a resource glob without a leading "/", which also matched _preview/'s copy.
-    assert project["resources"] == ["/assets/plotly.min.js"]
+    # Every resource is anchored at the root: plotly.js and the downloadable posteriors.
+    assert project["resources"] == ["/assets/plotly.min.js", "/posteriors/*.nc"]
     assert "pooling.build asset" in project["pre-render"]
     assert project["post-render"] == "python -m pooling.build post-render"
     assert project["type"] == "website"
@@ -104,6 +105,8 @@ def test_gitignore_holds_quartos_entries_and_every_build_output():
         "_screenshots/index.png",
         "assets/plotly.min.js",
         "data/raw/srrs2.dat",
+        "posteriors/toy_pooled-0123456789ab.nc",
+        ".axe/node_modules/axe-core/axe.min.js",
     ]
     ignored = subprocess.run(
         ["git", "check-ignore", "--no-index", *written], cwd=PROJECT_ROOT, capture_output=True, text=True
@@ -232,3 +235,87 @@ def test_preview_math_is_mathml_with_no_tex_left(chapter, inline):
     assert text.count('display="inline"') >= inline
     prose = re.sub(r"<code>.*?</code>|<pre>.*?</pre>", "", text, flags=re.DOTALL)
     assert "$" not in prose and "\\(" not in prose and "\\beta" not in prose
+
+
+DOWNLOADS_BUDGET_MB = 50
+SITE_BUDGET_MB = 80
+
+
+def _megabytes(files) -> float:
+    return sum(file.stat().st_size for file in files if file.is_file()) / 1e6
+
+
+@pytest.mark.slow
+def test_downloadable_posteriors_fit_the_budget_load_and_match_their_fits(built_chapters):
+    """Every posterior a diagnostics table links is in the preview, loads with ArviZ and has its fit's posterior
+    means; together they stay within 50 MB, and the whole preview site within 80 MB."""
+    import arviz as az
+    import numpy as np
+
+    from pooling.build import PREVIEW_DIR
+    from pooling.fitting import DOWNLOADS_DIR, cache_dir
+
+    linked = set()
+    for result in built_chapters.values():
+        for cell in result.notebook.cells:
+            for output in cell.get("outputs", []):
+                shown = str(output.get("data", {}).get("text/html", ""))
+                linked |= set(re.findall(r'href="[^"]*posteriors/([^"/]+\.nc)" download', shown))
+    assert linked, "no diagnostics table links a posterior"
+    published = {file.name for file in (PREVIEW_DIR / DOWNLOADS_DIR.name).glob("*.nc")}
+    assert linked <= published
+    assert _megabytes(PREVIEW_DIR / DOWNLOADS_DIR.name / name for name in linked) <= DOWNLOADS_BUDGET_MB
+    assert _megabytes(PREVIEW_DIR.rglob("*")) <= SITE_BUDGET_MB
+    for name in sorted(linked):
+        download = az.from_netcdf(PREVIEW_DIR / DOWNLOADS_DIR.name / name)
+        assert set(download.groups()) == {"posterior", "sample_stats", "observed_data"}, name
+        (cached,) = cache_dir().glob(f"{name.removesuffix('.nc')}*.nc")  # same model and key prefix
+        cached = az.from_netcdf(cached)
+        shared = set(cached.posterior.data_vars) & set(download.posterior.data_vars)  # no auxiliary z-scores
+        assert len(shared) >= len(cached.posterior.data_vars) - 1, name
+        for variable in sorted(shared):
+            np.testing.assert_allclose(
+                download.posterior[variable].mean(("chain", "draw")),
+                cached.posterior[variable].mean(("chain", "draw")),
+                rtol=1e-5,
+                atol=1e-6,
+                err_msg=f"{name}: {variable}",
+            )
+
+
+def test_preview_gives_each_figure_its_fig_alt_as_accessible_name():
+    cell = nbformat.v4.new_code_cell(
+        '#| label: fig-x\n#| fig-cap: "A cap."\n#| fig-alt: "Two \\"sites\\" & lines."\nf()'
+    )
+    cell.outputs = [
+        nbformat.v4.new_output(
+            "display_data", data={"text/html": '<div><div id="p" class="plotly-graph-div" style="a"></div></div>'}
+        )
+    ]
+    notebook = _preview_cells(nbformat.v4.new_notebook(cells=[cell]))
+    markup = notebook.cells[0].outputs[0]["data"]["text/html"]
+    assert 'role="figure" aria-label="Two &quot;sites&quot; &amp; lines." class="plotly-graph-div"' in markup
+
+
+def test_explorer_gives_its_current_setting_as_text_for_every_slider_position():
+    """Readers without a pointer get the explorer's numbers as a paragraph, which the sliders rewrite."""
+    from pooling import plots
+    from pooling.shrinkage import explorer_grid
+
+    dials = {
+        "points per site": [3, 10],
+        "noise sd": [1.0],
+        "number of sites": [2],
+        "spread": [1.0],
+        "tau prior": ["tau ~ HalfNormal(10)"],
+    }
+    grid = explorer_grid(dials)
+    markup = plots.pooling_explorer(grid, dials)
+    summary = re.search(r'<p id="pooling-explorer-summary" aria-live="polite">([^<]*)</p>', markup).group(1)
+    assert summary.startswith("points per site: 10, noise sd: 1.0")  # the middle setting, shown first
+    for index, setting in grid.items():
+        text = plots._explorer_frame(setting)["summary"]
+        for site, true in zip(setting["sites"], setting["true"], strict=True):
+            assert f"site {site}: true slope {true:.2f}, no pooling (least squares) " in text, index
+        assert f"RMSE): no pooling {setting['rmse']['no pooling']:.2f}" in text
+    assert "pooling-explorer-summary').textContent" in markup  # rewritten on every slider change

@@ -36,7 +36,7 @@ from traitlets.config import Config
 from pooling.chapter import PLOTLY_ASSET, ensure_plotly_asset
 from pooling.data import PROJECT_ROOT
 from pooling.files import NOTICES_VARIABLE, WriteError, atomic_write, atomic_write_text, notify, read_notices
-from pooling.fitting import chapter_fits, executed_dir, read_ledger
+from pooling.fitting import DOWNLOADS_DIR, chapter_fits, executed_dir, read_ledger
 
 PREVIEW_DIR = PROJECT_ROOT / "_preview"
 CELL_TIMEOUT = 1800  # seconds; the all-states fits are the slowest cells
@@ -338,6 +338,16 @@ def _table_code_spans(markdown: str) -> str:
     return re.sub(r"^\|.*\|\s*$", row, markdown, flags=re.MULTILINE)
 
 
+def _label_figures(cell, alt: str) -> None:
+    """Give the cell's plotly figures their `fig-alt` text as an accessible name, as Quarto gives an image its alt."""
+    label = f'role="figure" aria-label="{html.escape(alt)}" class="plotly-graph-div'
+    for output in cell.get("outputs", []):
+        markup = output.get("data", {}).get("text/html")
+        if markup is not None:
+            markup = "".join(markup) if isinstance(markup, list) else markup
+            output["data"]["text/html"] = markup.replace('class="plotly-graph-div', label)
+
+
 def _preview_cells(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """Apply Quarto's cell options, captions, cross-references and math so the preview shows what the site shows."""
     notebook = nbformat.from_dict(notebook)
@@ -365,6 +375,8 @@ def _preview_cells(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
             cell.source = "\n".join(line for line in cell.source.splitlines() if not line.startswith("#|"))
             cells.append(cell)
             label = str(options.get("label", ""))
+            if options.get("fig-alt"):
+                _label_figures(cell, str(options["fig-alt"]))
             if label.startswith(("fig-", "tbl-")):
                 caption = options.get("fig-cap") or options.get("tbl-cap") or ""
                 cells.append(
@@ -475,6 +487,17 @@ document.querySelectorAll(".celltag_code_fold .jp-InputArea").forEach(function (
 </script>"""
 
 
+# Accessibility fixes to nbconvert's lab template, found by axe-core: its faded cell prompts fall below the WCAG AA
+# contrast ratio (and so do its comment and number colours in code), and links in prose differ by colour alone.
+PREVIEW_STYLE = """<style>
+.jp-InputPrompt, .jp-OutputPrompt { color: #1f5f99 !important; opacity: 1 !important; }
+.jp-RenderedHTMLCommon a, .jp-RenderedMarkdown a { text-decoration: underline !important; }
+.highlight .c, .highlight .c1, .highlight .cm { color: #2f5f5f !important; }
+.highlight .mf, .highlight .mi { color: #005f00 !important; }
+.highlight .ow, .highlight .nb, .highlight .kn, .highlight .k { color: #6a1b9a !important; }
+</style>"""
+
+
 def _navigation(pages: list[tuple[str, str]], current: str, with_notebook: bool = True) -> str:
     """The links to every page, and to the current page's notebook unless it has none (a failed chapter)."""
     links = []
@@ -516,8 +539,10 @@ def _page_path(source: Path, root: Path) -> Path:
 def _error_page(result: ChapterResult, navigation: str) -> str:
     """The page that replaces a chapter that failed: unmistakably not the chapter."""
     return (
-        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>Build failed: {html.escape(result.title)}</title>'
-        '</head><body data-build-failed="true">' + navigation + '<main style="padding:1em;font-family:sans-serif">'
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<title>Build failed: {html.escape(result.title)}</title></head><body data-build-failed="true">'
+        + navigation
+        + '<main style="padding:1em;font-family:sans-serif">'
         f'<h1 style="color:#b00020">This chapter failed to build: {html.escape(result.title)}</h1>'
         "<p>The last build stopped in this chapter, so there is no page to show. Fix the error below and build "
         "again (<code>make site</code>).</p>"
@@ -543,6 +568,11 @@ def write_preview(results: list[ChapterResult], out_dir: Path = PREVIEW_DIR, roo
     asset = out_dir / PLOTLY_ASSET
     asset.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(asset, lambda target: shutil.copyfile(ensure_plotly_asset(root), target))
+    for posterior in sorted((root / DOWNLOADS_DIR.name).glob("*.nc")):  # the diagnostics tables link to them
+        copy = out_dir / DOWNLOADS_DIR.name / posterior.name
+        if not copy.exists() or copy.stat().st_size != posterior.stat().st_size:
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(copy, lambda target, posterior=posterior: shutil.copyfile(posterior, target))
     written = []
     for result, (page, title) in zip(results, pages, strict=True):
         target = out_dir / page
@@ -560,7 +590,7 @@ def write_preview(results: list[ChapterResult], out_dir: Path = PREVIEW_DIR, roo
         body = re.sub(
             r"(<body[^>]*>)", lambda match, page=page: match.group(1) + _navigation(pages, page), body, count=1
         )
-        body = body.replace("</body>", FOLD_SCRIPT + "</body>", 1)
+        body = body.replace("</body>", FOLD_SCRIPT + "</body>", 1).replace("</head>", PREVIEW_STYLE + "</head>", 1)
         body = without_unneeded_scripts(body, page)
         atomic_write_text(target, body)
         atomic_write_text(target.with_suffix(".ipynb"), nbformat.writes(result.notebook))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import itertools
 import os
 import shutil
@@ -14,7 +15,7 @@ from IPython.display import HTML, Markdown, display
 from plotly.io._base_renderers import MimetypeRenderer
 
 from pooling.data import PROJECT_ROOT
-from pooling.fitting import central_quantiles, forget_chapter
+from pooling.fitting import central_quantiles, forget_chapter, library_versions
 
 PLOTLY_ASSET = Path("assets") / "plotly.min.js"
 
@@ -63,8 +64,29 @@ def _book_template() -> dict:
     return template
 
 
+VERSION_LINE_CLASS = "build-versions"
+
+
+APPENDIX = PROJECT_ROOT / "chapters" / "90-reproducibility.qmd"
+
+
+def version_line(day: datetime.date | None = None, appendix: str | None = None) -> str:
+    """The line under each chapter's title: build date and the versions of the three libraries the book teaches,
+    linking to the reproducibility `appendix` (a relative address) when given.
+
+    The versions come from `fitting.library_versions`, as in the appendix.
+    """
+    versions = library_versions()
+    day = day or datetime.date.today()
+    link = f' (<a href="{appendix}">every version</a>)' if appendix else ""
+    return (
+        f'<p class="{VERSION_LINE_CLASS}"><small>Built on {day.isoformat()} with Bambi {versions["bambi"]}, '
+        f"PyMC {versions['pymc']}, ArviZ {versions['arviz']}{link}.</small></p>"
+    )
+
+
 def setup_chapter(name: str) -> None:
-    """Seed, plotly template and renderer, and plotly.js loaded once for the page."""
+    """Seed, plotly template and renderer, plotly.js loaded once for the page, and the page's version line."""
     os.environ["POOLING_CHAPTER"] = name
     forget_chapter(name)
     # pip's PyTensor has no BLAS to link; it only slows the small graphs compiled for predictions here.
@@ -77,6 +99,8 @@ def setup_chapter(name: str) -> None:
     asset = ensure_plotly_asset()
     relative = os.path.relpath(asset, Path.cwd())
     display(HTML(f'<script src="{relative}"></script>'))
+    appendix = os.path.relpath(APPENDIX.with_suffix(".html"), Path.cwd()) if name != APPENDIX.stem else None
+    display(HTML(version_line(appendix=appendix)))
 
 
 def prose(text: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import html
 import json
 import os
 import platform
@@ -21,7 +22,7 @@ import pandas as pd
 from pooling import checks
 from pooling.data import PROJECT_ROOT
 from pooling.files import WriteError, atomic_write, atomic_write_text, describe_write_error, has_free_space, notify
-from pooling.models import ModelSpec
+from pooling.models import ModelSpec, PymcModel
 
 SEED = 20200624  # the day the original notebook was posted
 R_HAT_MAX = 1.01
@@ -36,7 +37,7 @@ DEFAULT_SAMPLER = "nutpie"
 # the LKJ one passes the gate, at no loss in ESS per second against 1000 (benchmarks/results.md); a model that
 # needs more passes `tune` to `fit`.
 SAMPLER_SETTINGS = {"draws": 1000, "tune": 500, "chains": 4, "target_accept": 0.8}
-CACHE_FORMAT = 2  # bump when the layout of cached files changes
+CACHE_FORMAT = 3  # bump when the layout of cached files changes (3: lean entries, see `_lean`)
 LIBRARIES = ("bambi", "pymc", "pytensor", "arviz", "numpy", "pandas", "nutpie")
 
 
@@ -136,9 +137,11 @@ def data_fingerprint(data: pd.DataFrame) -> str:
     return digest.hexdigest()
 
 
-def cache_key(
-    spec: ModelSpec, data: pd.DataFrame, sampler: str, settings: dict, seed: int, log_likelihood: bool
-) -> str:
+def cache_key(spec: ModelSpec, data: pd.DataFrame, sampler: str, settings: dict, seed: int) -> str:
+    """The hash of everything that changes a fit's draws.
+
+    The pointwise log-likelihood is not part of it: it is never cached, only derived from the draws on request.
+    """
     identity = {
         "format": CACHE_FORMAT,
         "model": spec.identity(),
@@ -146,7 +149,6 @@ def cache_key(
         "sampler": sampler,
         "settings": settings,
         "seed": seed,
-        "log_likelihood": log_likelihood,
         "libraries": library_versions(),
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
@@ -189,7 +191,27 @@ def diagnose(idata: az.InferenceData) -> Diagnostics:
     return Diagnostics(r_hat_max, bulk_min, tail_min, divergences, worst_r_hat, worst_bulk, worst_tail)
 
 
-def _sample(model: bmb.Model, sampler: str, settings: dict, seed: int, log_likelihood: bool) -> az.InferenceData:
+def _lean(idata: az.InferenceData) -> az.InferenceData:
+    """Keep only what the book reads back: the draws after warmup, their sample stats and the observed data.
+
+    Dropped: the warmup groups, the sampler's unconstrained copies (names ending in "__", e.g. `sigma_log__`) and
+    Bambi's per-observation mean `mu` (half of a radon fit), which any prediction recomputes from the parameters.
+    """
+    for group in [name for name in idata.groups() if name.startswith("warmup_")]:
+        del idata[group]
+    unconstrained = [name for name in idata.posterior.data_vars if name.endswith("__")]
+    per_observation = [name for name, values in idata.posterior.items() if "__obs__" in values.dims]
+    idata.posterior = idata.posterior.drop_vars(unconstrained + per_observation)
+    return idata
+
+
+def add_log_likelihood(model, idata: az.InferenceData) -> None:
+    """Add the pointwise log-likelihood that LOO needs (never cached: it is as large as the data times the draws)."""
+    model.compute_log_likelihood(idata)
+    _lean(idata)  # Bambi adds its per-observation `mu` back on the way
+
+
+def _sample(model: bmb.Model, sampler: str, settings: dict, seed: int) -> az.InferenceData:
     options = dict(settings, random_seed=seed, progressbar=False, inference_method=sampler)
     if sampler == "pymc":
         options["cores"] = min(settings["chains"], os.cpu_count() or 1)
@@ -197,12 +219,7 @@ def _sample(model: bmb.Model, sampler: str, settings: dict, seed: int, log_likel
         # PyMC's own convergence warnings repeat what the gate below reports by name.
         warnings.filterwarnings("ignore", message=".*(rhat|r_hat|effective sample size|divergen).*")
         idata = model.fit(**options)
-    # The per-observation mean (nutpie keeps Bambi's deterministic `mu`) costs memory and says nothing new.
-    per_observation = [name for name, values in idata.posterior.items() if "__obs__" in values.dims]
-    idata.posterior = idata.posterior.drop_vars(per_observation)
-    if log_likelihood:
-        model.compute_log_likelihood(idata)
-    return idata
+    return _lean(idata)
 
 
 KEY_ATTRIBUTE = "pooling_cache_key"  # the cache key, stored inside each cached .nc file as well as in its sidecar
@@ -258,6 +275,14 @@ def _load(path: Path, meta_path: Path, key: str):
     return idata, meta
 
 
+def _without_derived(model, idata: az.InferenceData) -> az.InferenceData:
+    """The fit as cached: without a hand-written model's deterministic variables (recomputed on load)."""
+    derived = model.derived_variables() if isinstance(model, PymcModel) else []
+    return az.InferenceData(
+        **{group: idata[group] for group in idata.groups()} | {"posterior": idata.posterior.drop_vars(derived)}
+    )
+
+
 def _stored_size(idata: az.InferenceData) -> int:
     """Bytes of all the arrays a fit holds: what its .nc file needs, uncompressed."""
     return sum(idata[group].nbytes for group in idata.groups())
@@ -289,7 +314,7 @@ def fit(
     chains: int | None = None,
     target_accept: float | None = None,
     seed: int = SEED,
-    log_likelihood: bool = True,
+    log_likelihood: bool = False,
     demonstrates_failure: bool = False,
     allow_divergences: bool = False,
     use_cache: bool = True,
@@ -299,9 +324,9 @@ def fit(
     Sampler settings not given here are the spec's own `sampler_settings`, then the book's `SAMPLER_SETTINGS`.
 
     Raises DiagnosticsError when, for any parameter, r_hat > 1.01, bulk or tail ESS < 400, or there are
-    divergences, unless
-    the caller is `demonstrates_failure` (a chapter showing a failing fit on purpose, which
-    then reports the problems instead) or `allow_divergences` for divergences alone.
+    divergences, unless the caller is `demonstrates_failure` (a chapter showing a failing fit on purpose, which
+    then reports the problems instead) or `allow_divergences` for divergences alone. `log_likelihood=True` adds the
+    pointwise log-likelihood (for LOO) to the returned posterior; it is computed from the draws, never cached.
     """
     if not isinstance(spec, ModelSpec):
         raise TypeError(f"spec must be a ModelSpec, got {type(spec).__name__}")
@@ -321,7 +346,7 @@ def fit(
     }
     seed = checks.whole_number("seed", seed, minimum=0)
     model = spec.build(data)
-    key = cache_key(spec, data, sampler, settings, seed, log_likelihood)
+    key = cache_key(spec, data, sampler, settings, seed)
     path = cache_dir() / f"{spec.name}-{key[:16]}.nc"
     meta_path = path.with_suffix(".json")
 
@@ -331,12 +356,18 @@ def fit(
         fit_seconds, from_cache = meta["fit_seconds"], True
         if isinstance(model, bmb.Model):
             model.build()  # what sampling would have done: predictions and prior checks need the built model
+        if isinstance(model, PymcModel):
+            model.add_derived_variables(idata)
     else:
         start = time.perf_counter()
-        idata = _sample(model, sampler, settings, seed, log_likelihood)
+        idata = _sample(model, sampler, settings, seed)
         fit_seconds, from_cache = time.perf_counter() - start, False
+    # The cache holds the draws alone: the combined sums (below) and the log-likelihood are derived on each load.
+    stored_fit = use_cache and (from_cache or _store_fit(path, _without_derived(model, idata), key))
 
     add_combined(spec, idata)
+    if log_likelihood:
+        add_log_likelihood(model, idata)
     # Diagnostics are computed once, when sampled (slow for many groups), and again for an entry stored under an
     # older gate: the draws are still good, only the checks changed.
     stored = meta.get("diagnostics") if from_cache else None
@@ -346,7 +377,6 @@ def fit(
         diagnostics = diagnose(idata)
     result = Fit(spec, model, idata, diagnostics, sampler, settings, seed, fit_seconds, from_cache, key)
     notify(path.name, kind="loaded" if from_cache else "sampled")
-    stored_fit = use_cache and (from_cache or _store_fit(path, idata, key))
     if stored_fit and stored != asdict(diagnostics):
         meta = {
             "key": key,
@@ -442,7 +472,8 @@ def _record_in_ledger(result: Fit) -> None:
     """Remember each fit a chapter makes, for the reproducibility appendix."""
     chapter = os.environ.get("POOLING_CHAPTER", "")
     entry = f"{chapter}/{result.spec.name}/{json.dumps(result.settings, sort_keys=True)}"
-    _update_ledger(lambda ledger: ledger.update({entry: {"chapter": chapter, **result.report()}}))
+    row = {"chapter": chapter, **result.report(), DOWNLOAD_COLUMN: download_path(result).name}
+    _update_ledger(lambda ledger: ledger.update({entry: row}))
 
 
 def forget_chapter(chapter: str) -> None:
@@ -478,9 +509,102 @@ def interval_rows(draws: pd.DataFrame, estimate: str, probability: float = INTER
     )
 
 
+DOWNLOADS_DIR = PROJECT_ROOT / "posteriors"  # published with the site (`resources:` in _quarto.yml)
+DOWNLOAD_GROUPS = ("posterior", "sample_stats", "observed_data")
+SIGNIFICANT_DIGITS = 6  # a download stores a variable as float32 only if that keeps this many digits
+MANTISSA_BITS = 21  # relative rounding error 2**-22 = 2.4e-7: still 6 significant digits (float32 keeps 23 bits)
+
+
+def download_path(result: Fit) -> Path:
+    """Where a fit's posterior is published for readers; the name carries the cache key, so it is never stale."""
+    return DOWNLOADS_DIR / f"{result.spec.name}-{result.key[:12]}.nc"
+
+
+def _compact(values):
+    """float32 rounded to MANTISSA_BITS bits when that keeps SIGNIFICANT_DIGITS significant digits of every draw,
+    else unchanged: the zeroed low bits let the file compress by a tenth more."""
+    if values.dtype != np.float64:
+        return values
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        mantissa, exponent = np.frexp(values)
+        rounded = np.ldexp(np.round(mantissa * 2.0**MANTISSA_BITS) / 2.0**MANTISSA_BITS, exponent)
+        narrow = rounded.astype(np.float32)
+        error = np.abs(narrow.astype(np.float64) - values) / np.abs(values)
+    keeps = bool(
+        np.all(np.isfinite(narrow) == np.isfinite(values))
+        and np.nanmax(error, initial=0.0) < 0.5 * 10.0**-SIGNIFICANT_DIGITS
+    )
+    return narrow if keeps else values
+
+
+def _write_compressed(groups: dict, target: Path) -> None:
+    """One NetCDF group per InferenceData group, as ArviZ writes them, with zlib and byte shuffling."""
+    mode = "w"
+    for name, dataset in groups.items():
+        encoding = {variable: {"zlib": True, "complevel": 9, "shuffle": True} for variable in dataset.data_vars}
+        dataset.to_netcdf(target, mode=mode, group=name, engine="h5netcdf", encoding=encoding)
+        mode = "a"
+
+
+def export_posterior(result: Fit) -> Path:
+    """Write the fit for readers to download: posterior, sample stats and observed data, compressed NetCDF.
+
+    A hand-written model's non-centred auxiliary variables are left out (see `PymcModel.auxiliary_variables`).
+
+    Written once per cache key; load it with `arviz.from_netcdf(path)`.
+    """
+    path = download_path(result)
+    if not path.exists():
+        groups = {group: result.idata[group].map(_compact) for group in DOWNLOAD_GROUPS}
+        if isinstance(result.model, PymcModel):  # keep the size budget: readers use the effects, not their z-scores
+            groups["posterior"] = groups["posterior"].drop_vars(result.model.auxiliary_variables())
+        groups["posterior"].attrs.pop(KEY_ATTRIBUTE, None)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda target: _write_compressed(groups, target))
+    return path
+
+
+DOWNLOAD_COLUMN = "posterior (NetCDF)"
+NOT_PUBLISHED = "not published (fails the diagnostics gate)"
+
+
+def download_link(path: Path) -> str:
+    """An HTML download link to a published posterior, relative to the page being executed."""
+    address = html.escape(os.path.relpath(path, Path.cwd()))
+    return f'<a href="{address}" download>{html.escape(path.name)}</a>'
+
+
+class DiagnosticsTable(pd.DataFrame):
+    """A table whose HTML shows its cells' download links (pandas escapes HTML in its notebook display), followed
+    by the line of code that loads a downloaded posterior."""
+
+    _metadata = ["example_file"]
+
+    @property
+    def _constructor(self):
+        return DiagnosticsTable
+
+    def _repr_html_(self) -> str:
+        table = self.to_html(escape=False, border=0)
+        if not getattr(self, "example_file", None):
+            return table
+        snippet = html.escape(f'idata = arviz.from_netcdf("{self.example_file}")')
+        return table + f'<p class="load-posterior">Load a downloaded posterior with <code>{snippet}</code>.</p>'
+
+
 def diagnostics_table(fits: list[Fit]) -> pd.DataFrame:
-    """The compact r_hat / ESS / divergences table every chapter shows for its models."""
-    return pd.DataFrame([fitted.report() for fitted in fits]).set_index("model")
+    """The compact r_hat / ESS / divergences table every chapter shows for its models, with a link to download each
+    posterior (see `export_posterior`)."""
+    # A fit shown failing on purpose is not published: its draws are not a posterior to reuse.
+    rows = [
+        fitted.report()
+        | {DOWNLOAD_COLUMN: NOT_PUBLISHED if fitted.diagnostics.problems() else download_link(export_posterior(fitted))}
+        for fitted in fits
+    ]
+    table = DiagnosticsTable(rows).set_index("model")
+    published = [download_path(fitted).name for fitted in fits if not fitted.diagnostics.problems()]
+    table.example_file = published[0] if published else None
+    return table
 
 
 def fit_ledger() -> pd.DataFrame:
@@ -507,4 +631,12 @@ def fit_ledger() -> pd.DataFrame:
     if missing:
         listed = ", ".join(f"{chapter} ({count})" for chapter, count in missing.items())
         raise LedgerError(f"The ledger of fits {path} lacks fits made by: {listed}. {fix}")
-    return pd.DataFrame(rows).sort_values(["chapter", "model"], kind="stable")
+    table = DiagnosticsTable(rows).sort_values(["chapter", "model"], kind="stable")
+    # A posterior is published once a diagnostics table has shown it (see `diagnostics_table`).
+    names = table[DOWNLOAD_COLUMN] if DOWNLOAD_COLUMN in table else pd.Series("", index=table.index)
+    published = names.map(lambda name: isinstance(name, str) and (DOWNLOADS_DIR / name).exists())
+    table[DOWNLOAD_COLUMN] = [
+        download_link(DOWNLOADS_DIR / name) if shown else "" for name, shown in zip(names, published, strict=True)
+    ]
+    table.example_file = names[published].iloc[0] if published.any() else None
+    return table

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import bambi as bmb
 import pandas as pd
 import pymc as pm
+from pytensor.graph.traversal import ancestors
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,31 @@ class PymcModel:
     def compute_log_likelihood(self, idata):
         with self.backend_model:
             pm.compute_log_likelihood(idata, extend_inferencedata=True, progressbar=False)
+
+    def derived_variables(self) -> list[str]:
+        """The deterministic variables: functions of the others, so the fit cache stores them not."""
+        return [variable.name for variable in self.backend_model.deterministics]
+
+    def auxiliary_variables(self) -> list[str]:
+        """Free variables of a non-centred parametrisation: each has a deterministic variable with the same dims
+        computed from it (`county_standard` -> `county_effect`), which is the one readers use."""
+        dims = self.backend_model.named_vars_to_dims
+        return [
+            free.name
+            for free in self.backend_model.free_RVs
+            if any(
+                dims.get(free.name) is not None
+                and dims.get(free.name) == dims.get(derived.name)
+                and free in ancestors([derived])
+                for derived in self.backend_model.deterministics
+            )
+        ]
+
+    def add_derived_variables(self, idata) -> None:
+        """Recompute the deterministic variables from the other draws (after loading a cached fit)."""
+        idata.posterior = pm.compute_deterministics(
+            idata.posterior, model=self.backend_model, merge_dataset=True, progressbar=False
+        )
 
 
 # The original notebook's priors (PyMC3): slope Normal(0, 20), noise HalfCauchy(5).

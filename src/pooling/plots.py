@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable
 
 import numpy as np
@@ -184,6 +185,16 @@ function showSetting() {
 }
 gd.on('plotly_sliderchange', function () { setTimeout(showSetting, 0); });
 """
+# The same numbers as text, for readers without a pointer or a screen: rewritten on each slider change and
+# announced by screen readers (aria-live).
+EXPLORER_SUMMARY_SCRIPT = """
+gd.on('plotly_sliderchange', function () { setTimeout(function () {
+  var key = gd.layout.sliders.map(function (slider) { return slider.active; }).join('-');
+  var dials = gd.layout.sliders.map(function (slider) {
+    return slider.currentvalue.prefix + slider.steps[slider.active].label; }).join(', ');
+  document.getElementById('{plot_id}-summary').textContent = dials + '. ' + gd.layout.meta.frames[key].summary;
+}, 0); });
+"""
 
 EXPLORER_SERIES = [  # (label, symbol) in drawing order; each is a trace of the explorer
     ("true slope", "x"),
@@ -242,7 +253,16 @@ def _explorer_frame(setting: dict) -> dict:
             f"{rmse['toward common slope']:.2f}, toward zero {rmse['toward zero']:.2f}"
         ),
     }
-    return {"data": data, "layout": layout}
+    estimates = "; ".join(
+        f"site {site}: true slope {setting['true'][index]:.2f}, "
+        + ", ".join(
+            f"{label.split(':')[0]} {mean[index]:.2f}"
+            for (label, _), (mean, *_) in zip(EXPLORER_SERIES[1:], series[1:], strict=True)
+        )
+        for index, site in enumerate(sites)
+    )
+    summary = layout["title.text"].replace("<br>", ". ") + ". Estimates: " + estimates + "."
+    return {"data": data, "layout": layout, "summary": summary}
 
 
 def pooling_explorer(grid: dict[tuple, dict], dials: dict) -> str:
@@ -300,9 +320,15 @@ def pooling_explorer(grid: dict[tuple, dict], dials: dict) -> str:
         full_html=False,
         include_plotlyjs=False,
         div_id="pooling-explorer",
-        post_script=EXPLORER_SCRIPT,
+        post_script=EXPLORER_SCRIPT + EXPLORER_SUMMARY_SCRIPT,
         config={"responsive": True, "displaylogo": False},
-    )
+    ) + explorer_summary(dials, start, first["summary"])
+
+
+def explorer_summary(dials: dict, start: tuple, summary: str) -> str:
+    """The explorer's current setting as a paragraph of text, which its sliders keep up to date."""
+    setting = ", ".join(f"{dial}: {values[index]}" for (dial, values), index in zip(dials.items(), start, strict=True))
+    return f'<p id="pooling-explorer-summary" aria-live="polite">{html.escape(setting)}. {html.escape(summary)}</p>'
 
 
 def tau_posteriors(curves: dict[str, tuple[np.ndarray, np.ndarray, Callable]], title: str) -> go.Figure:
