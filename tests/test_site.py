@@ -100,6 +100,7 @@ def test_gitignore_holds_quartos_entries_and_every_build_output():
         ".quarto/xref/index.json",
         "chapters/01-two-site-data.quarto_ipynb",
         "_site/index.html",
+        "_freeze/chapters/01-two-site-data/execute-results/html.json",
         "_preview/index.html",
         "_cache/fits/entry",
         "_screenshots/index.png",
