@@ -115,8 +115,9 @@ def test_gitignore_holds_quartos_entries_and_every_build_output():
     assert ignored == written
 
 
-# The tags Quarto 1.10 writes into a page's head for any text/html output (src/core/jupyter/widgets.ts).
-CDN = "https://cdnjs.cloudflare.com/ajax/libs"
+# The tags Quarto 1.10 writes into a page's head for any text/html output (src/core/jupyter/widgets.ts), with a
+# stand-in for the public host they name: the post-render step matches the scripts on any host.
+CDN = "https://third-party.example/ajax/libs"
 QUARTO_WIDGET_HEAD = (
     f'<script src="{CDN}/require.js/2.3.6/require.min.js" integrity="sha512-x" crossorigin="anonymous"></script>\n'
     f'<script src="{CDN}/jquery/3.5.1/jquery.min.js" integrity="sha512-y" crossorigin="anonymous"'
@@ -156,13 +157,13 @@ def test_post_render_does_not_depend_on_attribute_order():
     [
         (
             "a.html",
-            page('<script src="https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js"></script>'),
+            page('<script src="https://third-party.example/npm/mathjax@3/es5/tex-mml-chtml.js"></script>'),
             "mathjax",
         ),
-        ("a.html", page('<link href="https://fonts.googleapis.com/css2?family=Lato" rel="stylesheet">'), "fonts"),
+        ("a.html", page('<link href="https://fonts.example/css2?family=Lato" rel="stylesheet">'), "fonts"),
         (
             "site_libs/bootstrap/bootstrap.min.css",
-            '@import url("https://fonts.googleapis.com/css2?family=Lato");',
+            '@import url("https://fonts.example/css2?family=Lato");',
             "fonts",
         ),
     ],
@@ -184,7 +185,7 @@ def test_post_render_stops_on_working_folders_in_the_site(tmp_path):
 def test_pages_with_jupyter_widgets_keep_require_js_and_say_why():
     widget = page(
         QUARTO_WIDGET_HEAD
-        + '<script src="https://unpkg.com/@jupyter-widgets/html-manager@*/dist/embed-amd.js"></script>'
+        + '<script src="https://third-party.example/@jupyter-widgets/html-manager@*/dist/embed-amd.js"></script>'
     )
     with pytest.raises(ValueError, match="chapters/w.html has Jupyter widgets"):
         without_unneeded_scripts(widget, "chapters/w.html")
