@@ -9,7 +9,6 @@ from pooling.fitting import fit
 from pooling.models import RADON_MODELS
 from pooling.published import (
     BOOK_MODEL,
-    GELMAN_HILL_SLOPES_SETTINGS,
     PUBLISHED,
     PUBLISHED_ROUNDING,
     exact_estimates,
@@ -54,7 +53,7 @@ def test_exact_posterior_means_agree_with_reml(gelman_hill, model):
 
 @pytest.mark.slow
 def test_lkj_posterior_means_agree_with_reml(gelman_hill):
-    result = fit(RADON_MODELS[BOOK_MODEL["varying slopes"]], gelman_hill, **GELMAN_HILL_SLOPES_SETTINGS)
+    result = fit(RADON_MODELS[BOOK_MODEL["varying slopes"]], gelman_hill)
     posterior = posterior_estimates(result, "varying slopes")
     distance = (posterior["mean"] - mixedlm_estimates(gelman_hill, "varying slopes")) / posterior["sd"]
     assert distance.abs().max() <= LKJ_TOLERANCE_SD
