@@ -100,6 +100,31 @@ def test_corrupted_local_copy_is_moved_aside_and_fetched_again(mirror, tmp_path,
     assert f"{raw / 'cty.dat'} was corrupt" in capsys.readouterr().err
 
 
+def test_subsample_groups_keeps_the_asked_rows_of_the_named_groups_and_all_others():
+    sites = simulate_sites(slopes=(1.0, 2.0, 3.0), points_per_site=10, seed=1)
+    fewer = data.subsample_groups(sites, {"site 2": 3}, seed=5)
+    assert fewer.groupby("site", observed=False).size().to_dict() == {"site 1": 10, "site 2": 3, "site 3": 10}
+    assert list(fewer["site"].cat.categories) == ["site 1", "site 2", "site 3"]
+    kept = pd.merge(fewer, sites, how="left", indicator=True)  # every row kept is one of the data's own rows
+    assert (kept["_merge"] == "both").all()
+    assert fewer.equals(data.subsample_groups(sites, {"site 2": 3}, seed=5))
+    assert not fewer.equals(data.subsample_groups(sites, {"site 2": 3}, seed=6))
+
+
+@pytest.mark.parametrize(
+    "sizes, error, message",
+    [
+        ({"site 9": 2}, ValueError, "has no group 'site 9'"),
+        ({"site 1": 11}, ValueError, r"sizes\['site 1'\] must be a whole number >= 1 and <= 10, got 11"),
+        ({"site 1": 0}, ValueError, r"sizes\['site 1'\] must be a whole number >= 1"),
+        ([("site 1", 2)], TypeError, "sizes must map group names to numbers of rows"),
+    ],
+)
+def test_subsample_groups_names_what_is_wrong(sizes, error, message):
+    with pytest.raises(error, match=message):
+        data.subsample_groups(simulate_sites(points_per_site=10), sizes)
+
+
 @pytest.fixture(scope="module")
 def minnesota():
     return radon_minnesota()

@@ -143,3 +143,8 @@ def test_a_downloaded_posterior_loads_with_its_fits_means(sites, private_cache, 
     for variable, values in result.idata.posterior.items():
         assert download.posterior[variable].dtype == np.float32
         np.testing.assert_allclose(download.posterior[variable], values, rtol=1e-6)
+    path.unlink()
+    unpublished = fitting.diagnostics_table([result], publish=False)  # an exercise's fit: readers make their own
+    assert fitting.DOWNLOAD_COLUMN not in unpublished and "download" not in unpublished._repr_html_()
+    assert unpublished.loc[POOLED.name].to_dict() == {k: v for k, v in result.report().items() if k != "model"}
+    assert not list((tmp_path / "posteriors").glob("*.nc"))

@@ -34,6 +34,29 @@ def test_all_states_table_has_the_documented_counts(survey):
     assert not survey["county"].str.contains("nan").any()
 
 
+def test_one_state_holds_its_homes_and_only_its_counties(survey):
+    pennsylvania = radon_all_states(states=["PA"])
+    expected = survey[survey["state"] == "PA"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(
+        pennsylvania.astype({"state": str, "county": str}), expected.astype({"state": str, "county": str})
+    )
+    assert list(pennsylvania["state"].cat.categories) == ["PA"]
+    assert list(pennsylvania["county"].cat.categories) == sorted(expected["county"].astype(str).unique())
+
+
+@pytest.mark.parametrize(
+    "states, error, message",
+    [
+        ("PA", TypeError, "a list of state codes"),
+        (["PA", "XX"], ValueError, r"\['XX'\] are not in the survey"),
+        ([], ValueError, "not in the survey: choose from"),
+    ],
+)
+def test_states_that_are_not_in_the_survey_are_named(states, error, message):
+    with pytest.raises(error, match=message):
+        radon_all_states(states=states)
+
+
 def test_floor_codes_are_recoded_above_the_basement(survey, minnesota):
     assert survey["floor_code"].value_counts().to_dict() == {0: 8465, 1: 3983, 9: 287, 2: 23, 3: 19}
     assert survey["floor"].isna().sum() == 287

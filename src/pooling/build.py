@@ -21,9 +21,11 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from pathlib import Path
 
 import jupytext
+import mistune
 import nbformat
 import yaml
 from latex2mathml.converter import convert as tex_to_mathml
@@ -348,9 +350,99 @@ def _label_figures(cell, alt: str) -> None:
             output["data"]["text/html"] = markup.replace('class="plotly-graph-div', label)
 
 
+# Pandoc's fenced divs, as Quarto writes callouts: `::: {.callout-tip collapse="true"}` (or `::: callout-tip`) opens
+# one, a line of colons alone closes the innermost.
+DIV_OPEN = re.compile(r"^:{3,}\s*(?:\{(?P<attributes>[^}]*)\}|(?P<bare>[\w-]+))\s*$")
+DIV_CLOSE = re.compile(r"^:{3,}\s*$")
+HEADING = re.compile(r"^#{1,6}\s+(?P<text>.+?)\s*$")
+
+
+class FenceError(ValueError):
+    """A chapter's fenced divs do not pair up, or callouts are nested (the preview cannot fold those)."""
+
+
+def _div_attributes(match: re.Match) -> dict:
+    if match["bare"]:
+        return {"classes": [match["bare"]]}
+    attributes = match["attributes"]
+    return {
+        "classes": re.findall(r"(?:^|\s)\.([\w-]+)", attributes),
+        **{key: value for key, value in re.findall(r'([\w-]+)="([^"]*)"', attributes)},
+    }
+
+
+def _in_callout(cell: nbformat.NotebookNode, stack: list) -> nbformat.NotebookNode:
+    """The cell, marked as part of the innermost open div when that div is a callout."""
+    if stack and stack[-1] is not None:
+        cell.metadata["callout"] = dict(stack[-1])
+    return cell
+
+
+def _add_markdown(cells: list, lines: list[str], stack: list) -> None:
+    """Append the markdown `lines` as a cell of the innermost open div, unless they are blank."""
+    text = "\n".join(lines).strip("\n")
+    if text.strip():
+        cells.append(_in_callout(nbformat.v4.new_markdown_cell(text), stack))
+
+
+def callout_cells(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """The notebook with its markdown split at fenced-div lines and the fences dropped; every cell inside a callout
+    carries `metadata["callout"]`: its number on the page, kind ("tip"), `collapse` ("true", "false" or None) and
+    title (the callout's first heading, which Quarto shows as its title, so it leaves the body here too).
+
+    Other fenced divs (`::: {#refs}`) keep their text. Raises FenceError for a fence left open or closed twice, and
+    for a callout inside a callout.
+    """
+    notebook = nbformat.from_dict(notebook)
+    cells, stack, count = [], [], 0  # stack: the open divs, each its callout metadata or None
+    for cell in notebook.cells:
+        if cell.cell_type != "markdown":
+            cells.append(_in_callout(cell, stack))
+            continue
+        piece, title_pending = [], False  # the markdown since the last fence
+        for line in cell.source.splitlines():
+            opening, closing = DIV_OPEN.match(line), DIV_CLOSE.match(line)
+            if opening or closing:
+                _add_markdown(cells, piece, stack)
+                piece = []
+            if opening:
+                attributes = _div_attributes(opening)
+                kinds = [name.removeprefix("callout-") for name in attributes["classes"] if name.startswith("callout-")]
+                if kinds and any(div is not None for div in stack):
+                    raise FenceError(f"a callout inside a callout ({line.strip()}): the preview cannot fold it")
+                if not kinds:
+                    stack.append(None)
+                    continue
+                count += 1
+                title = attributes.get("title", "")
+                stack.append(
+                    {"number": count, "kind": kinds[0], "collapse": attributes.get("collapse"), "title": title}
+                )
+                title_pending = not title
+            elif closing:
+                if not stack:
+                    raise FenceError(f"a fence closes a div that was never opened: {line.strip()}")
+                stack.pop()
+                title_pending = False
+            elif title_pending and line.strip():
+                title_pending = False
+                heading = HEADING.match(line)
+                if heading:
+                    stack[-1]["title"] = heading["text"]
+                else:
+                    piece.append(line)
+            else:
+                piece.append(line)
+        _add_markdown(cells, piece, stack)
+    if stack:
+        raise FenceError(f"{len(stack)} fenced div(s) never closed (a line of ':::' is missing)")
+    notebook.cells = cells
+    return notebook
+
+
 def _preview_cells(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """Apply Quarto's cell options, captions, cross-references and math so the preview shows what the site shows."""
-    notebook = nbformat.from_dict(notebook)
+    notebook = callout_cells(notebook)
     figures = {}
 
     def number(label: str) -> str:
@@ -383,8 +475,6 @@ def _preview_cells(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
                     nbformat.v4.new_markdown_cell(f'<p id="{label}" class="caption">{number(label)}: {caption}</p>')
                 )
         elif cell.cell_type == "markdown":
-            # Quarto's fenced divs (callouts) keep their text; the fences are dropped.
-            cell.source = "\n".join(line for line in cell.source.splitlines() if not line.startswith(":::"))
             cell.source = TABLE_CAPTION.sub(
                 lambda match: (
                     f'<p id="{match["label"]}" class="caption">{number(match["label"])}: {match["caption"]}</p>'
@@ -392,7 +482,13 @@ def _preview_cells(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
                 _table_code_spans(cell.source),
             )
             cells.append(cell)
+    in_callouts = {}
     for cell in cells:
+        if "callout" in cell.metadata:  # an id to find the cell's HTML by (`_fold_callouts`)
+            number_in_callout = in_callouts[cell.metadata["callout"]["number"]] = (
+                in_callouts.get(cell.metadata["callout"]["number"], -1) + 1
+            )
+            cell.id = f"callout-{cell.metadata['callout']['number']}-{number_in_callout}"
         for output in cell.get("outputs", []):
             if "text/markdown" in output.get("data", {}):
                 output["data"]["text/markdown"] = _mathml(_page_links(output["data"]["text/markdown"]))
@@ -410,6 +506,70 @@ def _preview_cells(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
             cell.source = _mathml(cell.source)
     notebook.cells = cells
     return notebook
+
+
+class _CellSpans(HTMLParser):
+    """Where each cell with one of the wanted ids starts and ends in nbconvert's HTML (character offsets)."""
+
+    def __init__(self, text: str, wanted: set[str]):
+        super().__init__(convert_charrefs=False)
+        self.wanted, self.spans, self.open, self.depth = wanted, {}, None, 0
+        self.line_starts = [0, *(match.end() for match in re.finditer("\n", text))]
+        self.text = text
+        self.feed(text)
+        self.close()
+
+    def _offset(self) -> int:
+        line, column = self.getpos()
+        return self.line_starts[line - 1] + column
+
+    def handle_starttag(self, tag, attrs):
+        if tag != "div":
+            return
+        self.depth += 1
+        identifier = dict(attrs).get("id") or ""
+        if self.open is None and identifier.removeprefix("cell-id=") in self.wanted:
+            self.open = (identifier.removeprefix("cell-id="), self._offset(), self.depth)
+
+    def handle_endtag(self, tag):
+        if tag != "div":
+            return
+        if self.open is not None and self.depth == self.open[2]:
+            end = self.text.index(">", self._offset()) + 1
+            self.spans[self.open[0]] = (self.open[1], end)
+            self.open = None
+        self.depth -= 1
+
+
+def _inline_markdown(text: str) -> str:
+    """A callout title as inline HTML (emphasis, code, math), without the paragraph around it."""
+    rendered = mistune.html(_mathml(text)).strip()
+    return rendered.removeprefix("<p>").removesuffix("</p>")
+
+
+def _fold_callouts(body: str, notebook: nbformat.NotebookNode) -> str:
+    """Wrap each callout's cells in the page: a collapsible callout in `<details>` (closed when `collapse="true"`,
+    as Quarto draws it folded), any other in a titled box."""
+    groups = {}
+    for cell in notebook.cells:
+        if "callout" in cell.metadata:
+            groups.setdefault(cell.metadata["callout"]["number"], (cell.metadata["callout"], []))[1].append(cell.id)
+    spans = _CellSpans(body, {identifier for _, identifiers in groups.values() for identifier in identifiers}).spans
+    for callout, identifiers in sorted(groups.values(), key=lambda group: -group[0]["number"]):
+        found = [spans[identifier] for identifier in identifiers if identifier in spans]
+        if not found:
+            continue  # every cell of it was left out (include: false)
+        start, end = min(span[0] for span in found), max(span[1] for span in found)
+        kind, collapse = html.escape(callout["kind"]), callout["collapse"]
+        title = _inline_markdown(callout["title"] or callout["kind"].capitalize())
+        classes = f'class="callout callout-{kind}" data-callout="{kind}"'
+        if collapse in ("true", "false"):
+            opening = f"<details {classes}{' open' if collapse == 'false' else ''}><summary>{title}</summary>"
+            closing = "</details>"
+        else:
+            opening, closing = f'<div {classes}><p class="callout-title">{title}</p>', "</div>"
+        body = body[:start] + opening + body[start:end] + closing + body[end:]
+    return body
 
 
 # Scripts that pages would fetch from third parties and that nothing in this book needs: nbconvert's MathJax (the
@@ -495,6 +655,11 @@ PREVIEW_STYLE = """<style>
 .highlight .c, .highlight .c1, .highlight .cm { color: #2f5f5f !important; }
 .highlight .mf, .highlight .mi { color: #005f00 !important; }
 .highlight .ow, .highlight .nb, .highlight .kn, .highlight .k { color: #6a1b9a !important; }
+.callout { border: 1px solid #c8d3de; border-left: 5px solid #1f5f99; border-radius: 4px; margin: 1em 0;
+  padding: 0.2em 0.8em; }
+.callout-tip { border-left-color: #1b6e3a; }
+.callout > summary, .callout > .callout-title { font-weight: bold; padding: 0.4em 0; cursor: pointer; }
+.callout > .callout-title { cursor: auto; margin: 0; }
 </style>"""
 
 
@@ -586,6 +751,7 @@ def write_preview(results: list[ChapterResult], out_dir: Path = PREVIEW_DIR, roo
         heading = f"# {title}" + (f"\n\n*{result.abstract}*" if result.abstract else "")
         notebook.cells.insert(0, nbformat.v4.new_markdown_cell(heading))
         body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": title}})
+        body = _fold_callouts(body, notebook)
         body = body.replace("<body", f'<body data-page="{html.escape(page)}"', 1)
         body = re.sub(
             r"(<body[^>]*>)", lambda match, page=page: match.group(1) + _navigation(pages, page), body, count=1
@@ -687,7 +853,7 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--execute-all", action="store_true", help="run every chapter, even those whose inputs have not changed"
     )
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # options may come before or after the chapters
     if args.command == "asset":
         print(ensure_plotly_asset())
         return 0

@@ -284,8 +284,9 @@ def radon_minnesota(raw_dir: Path = RAW_DIR, log_radon: str = "book") -> pd.Data
     ]
 
 
-def radon_all_states(raw_dir: Path = RAW_DIR) -> pd.DataFrame:
-    """Every home of the survey (12,777 homes, 9 states, 472 counties), counties nested in states.
+def radon_all_states(raw_dir: Path = RAW_DIR, states=None) -> pd.DataFrame:
+    """Every home of the survey (12,777 homes, 9 states, 472 counties), counties nested in states; or, with
+    `states` (a list of two-letter codes such as ["PA"]), the homes of those states and their counties only.
 
     `floor` is 0 for a basement and 1 for any floor above it (missing when unknown); `floor_code` keeps
     the survey's code. A county is its FIPS code, named from cty.dat: the Region 5 sample writes tribal
@@ -294,6 +295,14 @@ def radon_all_states(raw_dir: Path = RAW_DIR) -> pd.DataFrame:
     is 0 have no log uranium.
     """
     table = radon_survey(raw_dir)
+    if states is not None:
+        if isinstance(states, str) or not all(isinstance(state, str) for state in states):
+            raise TypeError(f"states must be a list of state codes such as ['PA'], got {states!r}")
+        known = sorted(table["state"].unique())
+        unknown_states = [state for state in states if state not in known]
+        if unknown_states or not states:
+            raise ValueError(f"states {unknown_states or states!r} are not in the survey: choose from {known}")
+        table = table[table["state"].isin(states)].reset_index(drop=True)
     unknown = "not in cty.dat (FIPS " + table["fips"].astype(str) + ")"
     table["county_name"] = table["fips_county_name"].fillna(unknown)
     table["county"] = table["state"] + ":" + table["county_name"]
@@ -304,6 +313,30 @@ def radon_all_states(raw_dir: Path = RAW_DIR) -> pd.DataFrame:
     table["floor_code"] = table["floor"]
     table["floor"] = (table["floor_code"] >= 1).astype(float).where(table["floor_code"] != 9)
     return table.drop(columns="fips_county_name")
+
+
+def subsample_groups(data: pd.DataFrame, sizes: dict, group: str = "site", seed: int = 0) -> pd.DataFrame:
+    """`data` with each group named in `sizes` cut down to that many of its rows, chosen at random (the same rows
+    for the same seed), and every other group kept whole: what happens when a group has less data.
+
+    `subsample_groups(radon, {"ST LOUIS": 2}, group="county")` keeps two of St Louis's 116 homes. Rows keep their
+    order, and a categorical group keeps its categories, so the models see the same groups.
+    """
+    checks.frame("data", data, [group])
+    if not isinstance(sizes, dict) or not sizes:
+        raise TypeError(f"sizes must map group names to numbers of rows, e.g. {{'site 2': 3}}, got {sizes!r}")
+    counts = data[group].astype(str).value_counts()
+    missing = [name for name in sizes if str(name) not in counts.index]
+    if missing:
+        raise ValueError(f"data[{group!r}] has no group {missing[0]!r}: its groups include {list(counts.index[:5])}")
+    seed = checks.whole_number("seed", seed, minimum=0)
+    rng = np.random.default_rng(seed)
+    dropped = []
+    for name, size in sizes.items():
+        size = checks.whole_number(f"sizes[{name!r}]", size, maximum=int(counts[str(name)]))
+        rows = data.index[data[group].astype(str) == str(name)]
+        dropped.extend(rng.choice(rows, len(rows) - size, replace=False))
+    return data.drop(index=dropped).reset_index(drop=True)
 
 
 if __name__ == "__main__":

@@ -592,9 +592,11 @@ class DiagnosticsTable(pd.DataFrame):
         return table + f'<p class="load-posterior">Load a downloaded posterior with <code>{snippet}</code>.</p>'
 
 
-def diagnostics_table(fits: list[Fit]) -> pd.DataFrame:
+def diagnostics_table(fits: list[Fit], publish: bool = True) -> pd.DataFrame:
     """The compact r_hat / ESS / divergences table every chapter shows for its models, with a link to download each
-    posterior (see `export_posterior`)."""
+    posterior (see `export_posterior`) unless `publish` is False (an exercise's fit, which readers make themselves)."""
+    if not publish:
+        return DiagnosticsTable([fitted.report() for fitted in fits]).set_index("model")
     # A fit shown failing on purpose is not published: its draws are not a posterior to reuse.
     rows = [
         fitted.report()
