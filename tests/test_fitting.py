@@ -68,9 +68,10 @@ def test_ledger_lists_each_chapter_fit_once(sites, private_cache, monkeypatch):
     fit(POOLED, sites, **SMALL, demonstrates_failure=True)
     fit(POOLED, sites, **SMALL, demonstrates_failure=True)
     fit(POOLED, sites, **SMALL, target_accept=0.9, demonstrates_failure=True)
+    fit(POOLED, sites.assign(y=-sites["y"]), **SMALL, demonstrates_failure=True)  # the same model, other data
     ledger = fit_ledger()
-    assert list(ledger["chapter"]) == ["99-test", "99-test"]
-    assert sorted(ledger["target accept"]) == [0.8, 0.9]
+    assert list(ledger["chapter"]) == ["99-test", "99-test", "99-test"]
+    assert sorted(ledger["target accept"]) == [0.8, 0.8, 0.9]
     forget_chapter("99-test")
     with pytest.raises(LedgerError, match="lists no fits from any chapter"):
         fit_ledger()
