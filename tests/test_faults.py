@@ -331,6 +331,21 @@ def test_the_appendix_fails_if_an_executed_chapter_s_fits_are_missing(tmp_path, 
         fit_ledger()
 
 
+def test_the_appendix_does_not_hold_its_own_earlier_record_against_itself(tmp_path, cache, monkeypatch):
+    """The appendix's last executed notebook names the fits it made then; running again, it makes them anew."""
+    fitting._update_ledger(lambda ledger: ledger.update({"02/m": {"chapter": "02-other", "model": "m"}}))
+    executed = cache / "executed"
+    executed.mkdir(parents=True)
+    (executed / "90-appendix-0123456789abcdef.ipynb").write_text(
+        json.dumps({"metadata": {"pooling": {"fits": ["90-appendix/an-older-key"]}}, "cells": []})
+    )
+    monkeypatch.setenv("POOLING_CHAPTER", "90-appendix")
+    assert list(fit_ledger()["model"]) == ["m"]
+    monkeypatch.setenv("POOLING_CHAPTER", "91-another")
+    with pytest.raises(LedgerError, match=r"lacks fits made by: 90-appendix \(1\)"):
+        fit_ledger()
+
+
 def test_a_read_only_cache_keeps_its_ledger_and_says_so(tmp_path, cache, monkeypatch, capsys):
     fitting._update_ledger(lambda ledger: ledger.update({"01/m": {"chapter": "01", "model": "m"}}))
     before = (cache / "ledger.json").read_text()
