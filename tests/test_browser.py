@@ -178,6 +178,30 @@ def test_explorer_sliders_change_the_estimates(browser, site):
         context.close()
 
 
+@pytest.mark.parametrize("opener", ["click", "keyboard"])
+def test_solutions_start_folded_and_open_on_a_click_or_the_keyboard(browser, site, opener):
+    context, page, _, _ = open_page(browser, urljoin(site, "chapters/04-partial-pooling.html"))
+    try:
+        solutions = page.locator("details.callout-tip")
+        assert solutions.count() >= 3
+        assert page.eval_on_selector_all("details.callout-tip", "all => all.filter(d => d.open).length") == 0
+        solution = solutions.first
+        answer = solution.locator(".jp-RenderedMarkdown").last  # the solution's computed answer
+        assert answer.count() and not answer.is_visible(), "an answer shows before it is asked for"
+        summary = solution.locator("summary")
+        assert summary.text_content() == "Solution"
+        if opener == "click":
+            summary.click()
+        else:
+            summary.focus()
+            page.keyboard.press("Enter")
+        page.wait_for_function("() => document.querySelector('details.callout-tip').open", timeout=5_000)
+        assert answer.is_visible() and len(answer.text_content().split()) >= 20
+        assert not solutions.nth(1).locator(".jp-RenderedMarkdown").last.is_visible(), "one click opened two"
+    finally:
+        context.close()
+
+
 AXE = PROJECT_ROOT / ".axe" / "node_modules" / "axe-core" / "axe.min.js"
 AXE_STANDARDS = ["wcag2a", "wcag2aa"]
 
