@@ -163,6 +163,8 @@ answer
 
 ```{python}
 #| echo: false
+#| label: tbl-answer
+#| tbl-cap: "The answer, captioned."
 from IPython.display import Markdown
 Markdown(f"The answer is **{answer}**.")
 ```
@@ -236,7 +238,7 @@ def test_preview_folds_a_collapsed_callout_keeps_an_open_one_open_and_boxes_the_
     folded, opened = _details(html)
     assert folded.startswith('<details class="callout callout-tip" data-callout="tip"><summary>Solution</summary>')
     assert "Some prose first." in folded and folded.count("jp-CodeCell") == 2
-    assert "The answer is <strong>42</strong>" in folded
+    assert "The answer is <strong>42</strong>" in folded and "Table 1: The answer, captioned." in folded
     assert opened.startswith('<details class="callout callout-warning" data-callout="warning" open>')
     assert "<summary>Open by default</summary>" in opened and "Shown until folded." in opened
     box = re.search(r'<div class="callout callout-note" data-callout="note">.*?</div></div>', html, re.DOTALL)

@@ -471,9 +471,12 @@ def _preview_cells(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
                 _label_figures(cell, str(options["fig-alt"]))
             if label.startswith(("fig-", "tbl-")):
                 caption = options.get("fig-cap") or options.get("tbl-cap") or ""
-                cells.append(
-                    nbformat.v4.new_markdown_cell(f'<p id="{label}" class="caption">{number(label)}: {caption}</p>')
+                captioned = nbformat.v4.new_markdown_cell(
+                    f'<p id="{label}" class="caption">{number(label)}: {caption}</p>'
                 )
+                if "callout" in cell.metadata:  # a caption stays in its cell's callout
+                    captioned.metadata["callout"] = cell.metadata["callout"]
+                cells.append(captioned)
         elif cell.cell_type == "markdown":
             cell.source = TABLE_CAPTION.sub(
                 lambda match: (
