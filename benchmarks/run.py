@@ -63,9 +63,11 @@ def machine() -> str:
     return f"{cpu}; {os.cpu_count()} cores; {memory_gib:.0f} GiB; {platform.platform()}; {versions}"
 
 
-def timed_build(cache: Path, jobs: int, reuse_executed: bool) -> float:
-    """Seconds for a full offline build (every page written) with the given caches."""
+def timed_build(cache: Path, jobs: int, reuse_executed: bool, sources: list[Path] | None = None) -> float:
+    """Seconds for a full offline build (every page written) with the given caches, of the book's pages or of
+    `sources` in their place."""
     environment = dict(os.environ, POOLING_CACHE=str(cache))
+    pages = [str(source) for source in sources] if sources else None
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
         subprocess.run(
@@ -73,7 +75,8 @@ def timed_build(cache: Path, jobs: int, reuse_executed: bool) -> float:
                 sys.executable,
                 "-c",
                 f"from pooling.build import build_preview; from pathlib import Path; "
-                f"r = build_preview(jobs={jobs}, out_dir=Path({out!r}), reuse_executed={reuse_executed}); "
+                f"sources = [Path(page) for page in {pages!r}] if {pages!r} else None; "
+                f"r = build_preview(sources, jobs={jobs}, out_dir=Path({out!r}), reuse_executed={reuse_executed}); "
                 "import sys; sys.exit(any(x.error for x in r))",
             ],
             check=True,
@@ -85,25 +88,75 @@ def timed_build(cache: Path, jobs: int, reuse_executed: bool) -> float:
         return time.perf_counter() - start
 
 
-def build_times(jobs: int) -> pd.DataFrame:
+BUILDS = [
+    "cold (empty caches)",
+    "warm: every page executed, fits from the cache (`make test`)",
+    "warm: unchanged pages reused, fits from the cache (`make site`)",
+]
+
+
+def build_seconds(jobs: int, sources: list[Path] | None = None) -> list[float]:
     """Cold build, then two warm ones: every page re-executed with fits from the cache, and pages reused."""
     cache = Path(tempfile.mkdtemp(prefix="bench-cache-")) / "fits"
     try:
-        cold = timed_build(cache, jobs, reuse_executed=True)  # empty caches: everything runs
-        warm_fits = timed_build(cache, jobs, reuse_executed=False)
-        warm_pages = timed_build(cache, jobs, reuse_executed=True)
+        cold = timed_build(cache, jobs, reuse_executed=True, sources=sources)  # empty caches: everything runs
+        warm_fits = timed_build(cache, jobs, reuse_executed=False, sources=sources)
+        warm_pages = timed_build(cache, jobs, reuse_executed=True, sources=sources)
     finally:
         shutil.rmtree(cache.parent)
-    rows = [
-        ("cold (empty caches)", cold),
-        ("warm: every page executed, fits from the cache (`make test`)", warm_fits),
-        ("warm: unchanged pages reused, fits from the cache (`make site`)", warm_pages),
-    ]
+    return [cold, warm_fits, warm_pages]
+
+
+def build_times(jobs: int) -> pd.DataFrame:
+    seconds = build_seconds(jobs)
     return pd.DataFrame(
         [
-            {"build": build, "jobs": jobs, "seconds": round(seconds, 1), "cold / this": round(cold / seconds, 1)}
-            for build, seconds in rows
+            {"build": build, "jobs": jobs, "seconds": round(value, 1), "cold / this": round(seconds[0] / value, 1)}
+            for build, value in zip(BUILDS, seconds, strict=True)
         ]
+    )
+
+
+EXERCISES_SECTION = "## What the exercises cost"
+EXERCISES_HEADING = "\n## Exercises\n"
+COLD_BUDGET, WARM_BUDGET = 1.2, 1.1  # issue 14: at most 20% on the cold build, nothing noticeable on a warm one
+
+
+def without_exercises(folder: Path) -> list[Path]:
+    """Copies of every page in `folder`, each cut before its exercises (a chapter's last section)."""
+    from pooling.build import chapter_sources
+
+    copies = []
+    for source in chapter_sources():
+        copy = folder / source.relative_to(PROJECT_ROOT)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_text(source.read_text().split(EXERCISES_HEADING)[0])
+        copies.append(copy)
+    return copies
+
+
+def exercises_section(jobs: int = 2) -> str:
+    """Cold and warm builds of the book without and with its exercises, on the same machine in one run."""
+    with tempfile.TemporaryDirectory() as folder:
+        before = build_seconds(jobs, without_exercises(Path(folder)))
+    after = build_seconds(jobs)
+    table = pd.DataFrame(
+        {
+            "build": BUILDS,
+            "without exercises (s)": [round(value, 1) for value in before],
+            "with exercises (s)": [round(value, 1) for value in after],
+            "with / without": [round(late / early, 2) for early, late in zip(before, after, strict=True)],
+        }
+    )
+    ratios = table["with / without"].tolist()
+    measured = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    return (
+        f"{EXERCISES_SECTION}\n\nMeasured on {measured} (`python benchmarks/run.py --exercises-only`, {jobs} "
+        "chapters at a time): the whole book built from an empty fit cache, then twice warm, first with every "
+        "chapter cut before its exercises, then as published. Budget: at most "
+        f"{COLD_BUDGET - 1:.0%} more on the cold build (met: {ratios[0] <= COLD_BUDGET}), and at most "
+        f"{WARM_BUDGET - 1:.0%} on either warm build (met: {max(ratios[1:]) <= WARM_BUDGET}).\n\n"
+        + table.to_markdown(index=False)
     )
 
 
@@ -230,9 +283,13 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--exact-only", action="store_true", help="only time the exact posterior against MCMC, updating its section"
     )
+    parser.add_argument(
+        "--exercises-only", action="store_true", help="only time the builds without and with the exercises"
+    )
     args = parser.parse_args(argv)
-    if args.exact_only:
-        RESULTS.write_text(replace_section(RESULTS.read_text(), EXACT_SECTION, exact_section()))
+    if args.exact_only or args.exercises_only:
+        heading, section = (EXACT_SECTION, exact_section) if args.exact_only else (EXERCISES_SECTION, exercises_section)
+        RESULTS.write_text(replace_section(RESULTS.read_text(), heading, section()))
         print(RESULTS.read_text())
         return 0
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
@@ -267,6 +324,8 @@ def main(argv=None) -> int:
         f"{SCALING_SETTINGS['draws']} draws)\n\n" + scaled.to_markdown(index=False)
     )
     sections.append(exact_section())
+    if not args.skip_builds:
+        sections.append(exercises_section(args.jobs))
     target_table = pd.DataFrame(targets, columns=["target", "measured", "met"])
     sections.insert(1, "## Targets (issue 6)\n\n" + target_table.to_markdown(index=False))
     RESULTS.write_text("\n\n".join(sections) + "\n")
