@@ -488,10 +488,9 @@ def _preview_cells(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
     in_callouts = {}
     for cell in cells:
         if "callout" in cell.metadata:  # an id to find the cell's HTML by (`_fold_callouts`)
-            number_in_callout = in_callouts[cell.metadata["callout"]["number"]] = (
-                in_callouts.get(cell.metadata["callout"]["number"], -1) + 1
-            )
-            cell.id = f"callout-{cell.metadata['callout']['number']}-{number_in_callout}"
+            callout = cell.metadata["callout"]["number"]
+            position = in_callouts[callout] = in_callouts.get(callout, -1) + 1
+            cell.id = f"callout-{callout}-{position}"
         for output in cell.get("outputs", []):
             if "text/markdown" in output.get("data", {}):
                 output["data"]["text/markdown"] = _mathml(_page_links(output["data"]["text/markdown"]))

@@ -105,8 +105,6 @@ def posterior_estimates(result, model: str) -> pd.DataFrame:
     return pd.DataFrame(rows).T
 
 
-# The book's fit of the LKJ model on Gelman and Hill's transform needs twice the draws to pass the gate (with 1000,
-# r_hat 1.012 and bulk ESS 399 on the slope sd): its settings, wherever it is fitted.
 EXACT_NAMES = {"intercept": "Intercept", "log uranium": "log_uranium", "county sd": "tau", "residual sd": "sigma"}
 
 
