@@ -144,6 +144,14 @@ def test_a_downloaded_posterior_loads_with_its_fits_means(sites, private_cache, 
     for variable, values in result.idata.posterior.items():
         assert download.posterior[variable].dtype == np.float32
         np.testing.assert_allclose(download.posterior[variable], values, rtol=1e-6)
+    longer = fit(POOLED, sites, draws=2000, tune=300, chains=2)  # a download keeps 1000 draws per chain
+    stale = fitting.download_path(longer)
+    stale.write_text("a download of an older format")
+    thinned = az.from_netcdf(fitting.export_posterior(longer))  # rewritten: its format is not today's
+    assert thinned.posterior.sizes == {"chain": 2, "draw": 1000} and thinned.sample_stats.sizes["draw"] == 1000
+    np.testing.assert_allclose(thinned.posterior["x"], longer.idata.posterior["x"][:, ::2], rtol=1e-6)
+    assert thinned.posterior.attrs[fitting.FORMAT_ATTRIBUTE] == fitting.DOWNLOAD_FORMAT
+    stale.unlink()
     path.unlink()
     unpublished = fitting.diagnostics_table([result], publish=False)  # an exercise's fit: readers make their own
     assert fitting.DOWNLOAD_COLUMN not in unpublished and "download" not in unpublished._repr_html_()

@@ -18,6 +18,7 @@ import arviz as az
 import bambi as bmb
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 from pooling import checks
 from pooling.data import PROJECT_ROOT
@@ -514,11 +515,34 @@ DOWNLOADS_DIR = PROJECT_ROOT / "posteriors"  # published with the site (`resourc
 DOWNLOAD_GROUPS = ("posterior", "sample_stats", "observed_data")
 SIGNIFICANT_DIGITS = 6  # a download stores a variable as float32 only if that keeps this many digits
 MANTISSA_BITS = 21  # relative rounding error 2**-22 = 2.4e-7: still 6 significant digits (float32 keeps 23 bits)
+# Draws per chain in a download, PyMC's default: a fit that needed longer chains to pass the gate is thinned evenly,
+# which keeps every download within the size budget.
+DOWNLOAD_DRAWS = 1000
+DOWNLOAD_FORMAT = f"at most {DOWNLOAD_DRAWS} draws per chain; float32 where it keeps {SIGNIFICANT_DIGITS} digits"
+FORMAT_ATTRIBUTE = "pooling_download_format"  # stored in each download, so a change of format rewrites it
 
 
 def download_path(result: Fit) -> Path:
     """Where a fit's posterior is published for readers; the name carries the cache key, so it is never stale."""
     return DOWNLOADS_DIR / f"{result.spec.name}-{result.key[:12]}.nc"
+
+
+def download_step(draws: int) -> int:
+    """Every how many draws a download keeps, so that a chain of `draws` keeps at most DOWNLOAD_DRAWS."""
+    return -(-draws // DOWNLOAD_DRAWS)
+
+
+def _thinned(dataset, step: int):
+    return dataset.isel(draw=slice(None, None, step)) if "draw" in dataset.dims else dataset
+
+
+def _current_download(path: Path) -> bool:
+    """Whether the download at `path` exists, is readable and is in today's format."""
+    try:
+        with xr.open_dataset(path, group="posterior", engine="h5netcdf") as posterior:
+            return posterior.attrs.get(FORMAT_ATTRIBUTE) == DOWNLOAD_FORMAT
+    except Exception:  # absent, cut short or unreadable: written again; HDF5 raises several kinds
+        return False
 
 
 def _compact(values):
@@ -548,18 +572,21 @@ def _write_compressed(groups: dict, target: Path) -> None:
 
 
 def export_posterior(result: Fit) -> Path:
-    """Write the fit for readers to download: posterior, sample stats and observed data, compressed NetCDF.
+    """Write the fit for readers to download: posterior, sample stats and observed data, compressed NetCDF, with at
+    most DOWNLOAD_DRAWS draws per chain (longer chains thinned evenly, `download_step`).
 
     A hand-written model's non-centred auxiliary variables are left out (see `PymcModel.auxiliary_variables`).
 
-    Written once per cache key; load it with `arviz.from_netcdf(path)`.
+    Written once per cache key and format; load it with `arviz.from_netcdf(path)`.
     """
     path = download_path(result)
-    if not path.exists():
-        groups = {group: result.idata[group].map(_compact) for group in DOWNLOAD_GROUPS}
+    if not _current_download(path):
+        step = download_step(result.idata.posterior.sizes["draw"])
+        groups = {group: _thinned(result.idata[group], step).map(_compact) for group in DOWNLOAD_GROUPS}
         if isinstance(result.model, PymcModel):  # keep the size budget: readers use the effects, not their z-scores
             groups["posterior"] = groups["posterior"].drop_vars(result.model.auxiliary_variables())
         groups["posterior"].attrs.pop(KEY_ATTRIBUTE, None)
+        groups["posterior"].attrs[FORMAT_ATTRIBUTE] = DOWNLOAD_FORMAT
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, lambda target: _write_compressed(groups, target))
     return path
