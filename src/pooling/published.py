@@ -112,9 +112,7 @@ def exact_estimates(data: pd.DataFrame, model: str) -> pd.DataFrame:
     """Exact posterior mean and sd of each published quantity of a varying-intercept model (no sampling)."""
     if model == "varying slopes":
         raise ValueError("the exact engine has one group term: the varying-slopes model has no exact posterior")
-    bambi_model = RADON_MODELS[BOOK_MODEL[model]].build(data)
-    bambi_model.build()
-    summary = varying_intercept_posterior(bambi_model).summary()
+    summary = varying_intercept_posterior(RADON_MODELS[BOOK_MODEL[model]].build(data)).summary()
     quantities = list(PUBLISHED[model]["estimates"])
     table = summary.loc[[EXACT_NAMES.get(quantity, quantity) for quantity in quantities], ["mean", "sd"]]
     return table.set_axis(quantities)

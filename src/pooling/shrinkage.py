@@ -656,10 +656,11 @@ def _conditional_gaussians(cross, prior, sigma, tau, combinations):
 def varying_intercept_posterior(
     model, probability: float = 0.94, grid_points: int = 50, passes: int = 3
 ) -> GaussianGridPosterior:
-    """The exact posterior of a built Bambi model `y ~ 1 + terms + (1 | group)`, Gaussian, with Bambi's own priors.
+    """The exact posterior of a Bambi model `y ~ 1 + terms + (1 | group)`, Gaussian, with Bambi's own priors.
 
     Reads the design, the response and every prior off the model, so the exact posterior is of the model the
-    sampler fits. The combinations returned are named in `_varying_intercept_layout`.
+    sampler fits. Bambi sets all of them when the model is created: the PyMC graph (`model.build()`) is not
+    needed. The combinations returned are named in `_varying_intercept_layout`.
     """
     layout = _varying_intercept_layout(model)
     return gaussian_grid_posterior(
