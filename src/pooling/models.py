@@ -6,11 +6,20 @@ import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import bambi as bmb
 import pandas as pd
 import pymc as pm
 from pytensor.graph.traversal import ancestors
+
+
+class Symbol(NamedTuple):
+    """A parameter as the text writes it: its name in the posterior, its TeX symbol, and what it is."""
+
+    name: str
+    tex: str
+    meaning: str
 
 
 @dataclass(frozen=True)
@@ -26,6 +35,9 @@ class ModelSpec:
     posterior, where the gate checks it as it checks its poorly identified parts.
     `sampler_settings` are what this model needs beyond the book's defaults (`fitting.SAMPLER_SETTINGS`), e.g.
     more draws for a heavy-tailed tau; `fit` applies them, so every chapter fits the model the same way.
+    `equations` are the model's lines in TeX (normal distributions as N(mean, sd), see `notation`) and `symbols`
+    map every parameter of the built model to its symbol (`notation.show_model` displays both, with the priors read
+    from the model). Neither changes the fit, so neither is part of the cache key.
     """
 
     name: str
@@ -38,6 +50,8 @@ class ModelSpec:
     combined: tuple = ()
     sampler_settings: dict = field(default_factory=dict, hash=False)
     builder: Callable | None = None
+    equations: tuple[str, ...] = field(default=(), compare=False)
+    symbols: tuple[Symbol, ...] = field(default=(), compare=False)
 
     def build(self, data):
         if self.builder is not None:
@@ -122,6 +136,21 @@ SITE_SLOPE = (("site_slope", ("x", "x|site")),)
 # gate and for MCMC means close enough to the exact ones to compare; each fit still takes seconds.
 TOY_HIERARCHICAL_SETTINGS = {"draws": 4000}
 
+# The toy models' equations: y_ij is point i of site j, x_ij its predictor.
+TOY_NOISE = Symbol("sigma", r"\sigma", "noise sd, shared by the sites")
+TOY_SLOPES = (
+    Symbol("x", r"\mu", "common slope: the mean of the site slopes"),
+    Symbol("x|site", "u_j", "site j's deviation from the common slope"),
+    Symbol("x|site_sigma", r"\tau", "sd of the site slopes around the common slope"),
+    Symbol("site_slope", r"\beta_j", "site j's slope"),
+    TOY_NOISE,
+)
+TOY_HIERARCHICAL_EQUATIONS = (
+    r"y_{ij} \sim \mathcal{N}\big((\mu + u_j)\, x_{ij},\ \sigma\big)",
+    r"u_j \sim \mathcal{N}(0,\ \tau)",
+    r"\beta_j = \mu + u_j, \quad\text{that is}\quad \beta_j \sim \mathcal{N}(\mu,\ \tau)",
+)
+
 TOY_MODELS = {
     spec.name: spec
     for spec in [
@@ -130,18 +159,28 @@ TOY_MODELS = {
             "y ~ 0 + x",
             {"x": ORIGINAL_SLOPE_PRIOR, "sigma": ORIGINAL_NOISE_PRIOR},
             description="complete pooling: one slope for every site",
+            equations=(r"y_{ij} \sim \mathcal{N}(\beta\, x_{ij},\ \sigma)",),
+            symbols=(Symbol("x", r"\beta", "the one slope of every site"), TOY_NOISE),
         ),
         ModelSpec(
             "toy_unpooled",
             "y ~ 0 + x:site",
             {"x:site": ORIGINAL_SLOPE_PRIOR, "sigma": ORIGINAL_NOISE_PRIOR},
             description="no pooling: a slope per site, one noise sd",
+            equations=(r"y_{ij} \sim \mathcal{N}(\beta_j\, x_{ij},\ \sigma)",),
+            symbols=(Symbol("x:site", r"\beta_j", "site j's slope"), TOY_NOISE),
         ),
         ModelSpec(
             "toy_hierarchical_zero_mean",
             "y ~ 0 + (0 + x | site)",
             noncentered=False,
             description="the design's formula: site slopes drawn around a mean fixed at 0",
+            equations=(r"y_{ij} \sim \mathcal{N}(\beta_j\, x_{ij},\ \sigma)", r"\beta_j \sim \mathcal{N}(0,\ \tau)"),
+            symbols=(
+                Symbol("x|site", r"\beta_j", "site j's slope, drawn around 0"),
+                Symbol("x|site_sigma", r"\tau", "sd of the site slopes around 0"),
+                TOY_NOISE,
+            ),
             sampler_settings=TOY_HIERARCHICAL_SETTINGS,
         ),
         ModelSpec(
@@ -149,6 +188,12 @@ TOY_MODELS = {
             "y ~ 0 + x + (0 + x | site)",
             combined=SITE_SLOPE,
             description="partial pooling toward the common slope, Bambi's default non-centred form",
+            equations=(
+                TOY_HIERARCHICAL_EQUATIONS[0],
+                r"u_j = \tau\, z_j, \qquad z_j \sim \mathcal{N}(0,\ 1)",
+                TOY_HIERARCHICAL_EQUATIONS[2],
+            ),
+            symbols=(*TOY_SLOPES, Symbol("x|site_offset", "z_j", "site j's standardised deviation, u_j / τ")),
         ),
         ModelSpec(
             "toy_hierarchical",
@@ -156,6 +201,8 @@ TOY_MODELS = {
             noncentered=False,
             combined=SITE_SLOPE,
             description="partial pooling toward the common slope, centred form, Bambi's default priors",
+            equations=TOY_HIERARCHICAL_EQUATIONS,
+            symbols=TOY_SLOPES,
             sampler_settings=TOY_HIERARCHICAL_SETTINGS,
         ),
         ModelSpec(
@@ -169,6 +216,8 @@ TOY_MODELS = {
             noncentered=False,
             combined=SITE_SLOPE,
             description="the original's first hyperpriors: mean Normal(0, 1), group sd fixed at 0.5",
+            equations=TOY_HIERARCHICAL_EQUATIONS,
+            symbols=TOY_SLOPES,
             sampler_settings=TOY_HIERARCHICAL_SETTINGS,
         ),
         ModelSpec(
@@ -182,6 +231,8 @@ TOY_MODELS = {
             noncentered=False,
             combined=SITE_SLOPE,
             description="the original's second hyperpriors: mean Normal(0, 0.1), group sd HalfCauchy(0.1)",
+            equations=TOY_HIERARCHICAL_EQUATIONS,
+            symbols=TOY_SLOPES,
             sampler_settings=TOY_HIERARCHICAL_SETTINGS,
         ),
         ModelSpec(
@@ -190,6 +241,11 @@ TOY_MODELS = {
             {"x:site": ORIGINAL_SLOPE_PRIOR},
             distributional="sigma ~ 0 + site",
             description="no pooling: a slope and a noise sd per site, as in the original",
+            equations=(r"y_{ij} \sim \mathcal{N}(\beta_j\, x_{ij},\ \sigma_j)", r"\log \sigma_j = \gamma_j"),
+            symbols=(
+                Symbol("x:site", r"\beta_j", "site j's slope"),
+                Symbol("sigma_site", r"\gamma_j", "site j's log noise sd"),
+            ),
         ),
     ]
 }
@@ -289,27 +345,103 @@ WEAKLY_INFORMATIVE = {
     "sigma": bmb.Prior("HalfNormal", sigma=1),
 }
 
+# The radon models' equations, in Gelman and Hill's notation: y_i is home i's log radon, x_i its floor (0 basement,
+# 1 first floor), j[i] its county.
+HOME_SD = Symbol("sigma", r"\sigma_y", "sd of homes around their county's line")
+FLOOR = Symbol("floor", r"\beta", "floor effect: first floor minus basement")
+COUNTY_MEAN = Symbol("Intercept", r"\mu_\alpha", "mean of the county intercepts (a basement)")
+COUNTY_DEVIATIONS = (
+    Symbol("1|county", "a_j", "county j's deviation from the mean, α_j − μ_α"),
+    Symbol("1|county_sigma", r"\sigma_\alpha", "sd of the county intercepts"),
+)
+COUNTY_OFFSET = Symbol("1|county_offset", "z_j", "county j's standardised deviation, a_j / σ_α")
+VARYING_INTERCEPTS = (
+    r"y_i \sim \mathcal{N}(\mu_\alpha + a_{j[i]} + \beta\, x_i,\ \sigma_y)",
+    r"a_j \sim \mathcal{N}(0,\ \sigma_\alpha), \quad\text{that is}\quad \alpha_j = \mu_\alpha + a_j \sim "
+    r"\mathcal{N}(\mu_\alpha,\ \sigma_\alpha)",
+)
+NONCENTRED_INTERCEPTS = r"a_j = \sigma_\alpha z_j, \qquad z_j \sim \mathcal{N}(0,\ 1)"
+NONCENTRED_SLOPES = r"a_j = \sigma_\alpha z_j, \qquad b_j = \sigma_\beta w_j, \qquad z_j, w_j \sim \mathcal{N}(0,\ 1)"
+SLOPE_OFFSET = Symbol("floor|county_offset", "w_j", "county j's standardised slope deviation, b_j / σ_β")
+VARYING_SLOPES = (
+    r"y_i \sim \mathcal{N}\big(\mu_\alpha + a_{j[i]} + (\mu_\beta + b_{j[i]})\, x_i,\ \sigma_y\big)",
+    r"a_j \sim \mathcal{N}(0,\ \sigma_\alpha), \qquad b_j \sim \mathcal{N}(0,\ \sigma_\beta)",
+    r"\beta_j = \mu_\beta + b_j",
+)
+SLOPE_SYMBOLS = (
+    COUNTY_MEAN,
+    *COUNTY_DEVIATIONS,
+    Symbol("floor", r"\mu_\beta", "mean of the county floor slopes"),
+    Symbol("floor|county", "b_j", "county j's floor slope deviation, β_j − μ_β"),
+    Symbol("floor|county_sigma", r"\sigma_\beta", "sd of the county floor slopes"),
+    Symbol("county_floor_slope", r"\beta_j", "county j's floor slope"),
+    HOME_SD,
+)
+PYMC_SLOPES = (
+    r"y_i \sim \mathcal{N}\big(\mu_\alpha + a_{j[i]} + (\mu_\beta + b_{j[i]})\, x_i,\ \sigma_y\big)",
+    r"(a_j, b_j) = \big(\sigma_\alpha z_{j1},\ \sigma_\beta z_{j2}\big), \qquad z_{jk} \sim \mathcal{N}(0,\ 1)",
+)
+PYMC_SLOPE_SYMBOLS = (
+    COUNTY_MEAN,
+    Symbol("floor", r"\mu_\beta", "mean of the county floor slopes"),
+    Symbol("county_standard", "z_j", "county j's standardised (intercept, slope) deviations"),
+    Symbol("county_sd", r"(\sigma_\alpha, \sigma_\beta)", "sds of the county intercepts and floor slopes"),
+    Symbol("county_effects", "(a_j, b_j)", "county j's intercept and floor-slope deviations"),
+    HOME_SD,
+)
+THREE_LEVELS = (
+    r"y_i \sim \mathcal{N}(\alpha_{s[i]} + a_{j[i]} + \beta\, x_i,\ \sigma_{s[i]})",
+    r"a_j = \sigma_{\text{county}}\, z_j, \qquad z_j \sim \mathcal{N}(0,\ 1)",
+)
+THREE_LEVEL_SYMBOLS = (
+    Symbol("county_sd", r"\sigma_{\text{county}}", "sd of the counties within a state"),
+    Symbol("county_standard", "z_j", "county j's standardised effect"),
+    Symbol("county_effect", "a_j", "county j's deviation from its state's level"),
+    FLOOR,
+)
+STATE_POPULATION = (
+    Symbol("mu", r"\mu", "mean of the state levels"),
+    Symbol("state_sd", r"\sigma_{\text{state}}", "sd of the state levels"),
+    Symbol("state_level", r"\alpha_s", "state s's basement level"),
+)
+
 COUNTY_FLOOR_SLOPE = (("county_floor_slope", ("floor", "floor|county")),)
 
 RADON_MODELS = {
     spec.name: spec
     for spec in [
-        ModelSpec("radon_pooled", "log_radon ~ 1 + floor", description="complete pooling"),
+        ModelSpec(
+            "radon_pooled",
+            "log_radon ~ 1 + floor",
+            description="complete pooling",
+            equations=(r"y_i \sim \mathcal{N}(\alpha + \beta\, x_i,\ \sigma_y)",),
+            symbols=(
+                Symbol("Intercept", r"\alpha", "log radon of a basement, every county alike"),
+                FLOOR,
+                Symbol("sigma", r"\sigma_y", "sd of homes around the line"),
+            ),
+        ),
         ModelSpec(
             "radon_county_intercepts",
             "log_radon ~ 0 + county + floor",
             description="no pooling of intercepts, one floor slope",
+            equations=(r"y_i \sim \mathcal{N}(\alpha_{j[i]} + \beta\, x_i,\ \sigma_y)",),
+            symbols=(Symbol("county", r"\alpha_j", "county j's basement level, its own"), FLOOR, HOME_SD),
         ),
         ModelSpec(
             "radon_varying_intercepts",
             "log_radon ~ 1 + floor + (1 | county)",
             description="partially pooled intercepts, one floor slope",
+            equations=(*VARYING_INTERCEPTS, NONCENTRED_INTERCEPTS),
+            symbols=(COUNTY_MEAN, *COUNTY_DEVIATIONS, COUNTY_OFFSET, FLOOR, HOME_SD),
         ),
         ModelSpec(
             "radon_varying_intercepts_centred",
             "log_radon ~ 1 + floor + (1 | county)",
             noncentered=False,
             description="the same, centred",
+            equations=VARYING_INTERCEPTS,
+            symbols=(COUNTY_MEAN, *COUNTY_DEVIATIONS, FLOOR, HOME_SD),
         ),
         ModelSpec(
             "radon_floor_unpooled",
@@ -317,17 +449,38 @@ RADON_MODELS = {
             # Bambi scales default priors by each column's sd, which is 0 in counties with no first floor.
             {"floor:county": bmb.Prior("Normal", mu=0, sigma=2.5)},
             description="a floor slope per county, no pooling (toy: y ~ 0 + x:site)",
+            equations=(r"y_i \sim \mathcal{N}(\alpha_{j[i]} + \beta_{j[i]}\, x_i,\ \sigma_y)",),
+            symbols=(
+                Symbol("county", r"\alpha_j", "county j's basement level"),
+                Symbol("floor:county", r"\beta_j", "county j's floor slope"),
+                HOME_SD,
+            ),
         ),
         ModelSpec(
             "radon_floor_zero_mean",
             "log_radon ~ 1 + (1 | county) + (0 + floor | county)",
             description="county floor slopes pulled toward 0 (toy: y ~ 0 + (0 + x | site))",
+            equations=(
+                r"y_i \sim \mathcal{N}(\mu_\alpha + a_{j[i]} + b_{j[i]}\, x_i,\ \sigma_y)",
+                NONCENTRED_SLOPES,
+            ),
+            symbols=(
+                COUNTY_MEAN,
+                *COUNTY_DEVIATIONS,
+                COUNTY_OFFSET,
+                Symbol("floor|county", "b_j", "county j's floor slope, drawn around 0"),
+                Symbol("floor|county_sigma", r"\sigma_\beta", "sd of the county floor slopes around 0"),
+                SLOPE_OFFSET,
+                HOME_SD,
+            ),
         ),
         ModelSpec(
             "radon_varying_slopes",
             "log_radon ~ 1 + floor + (1 | county) + (0 + floor | county)",
             combined=COUNTY_FLOOR_SLOPE,
             description="county floor slopes pulled toward the state slope (toy: y ~ 0 + x + (0 + x | site))",
+            equations=(*VARYING_SLOPES, NONCENTRED_SLOPES),
+            symbols=(*SLOPE_SYMBOLS, COUNTY_OFFSET, SLOPE_OFFSET),
             sampler_settings={"draws": 2000},  # at 1,000 draws its worst r_hat was 1.009: too close to the line
         ),
         ModelSpec(
@@ -336,12 +489,25 @@ RADON_MODELS = {
             combined=COUNTY_FLOOR_SLOPE,
             noncentered=False,
             description="the same, centred",
+            equations=VARYING_SLOPES,
+            symbols=SLOPE_SYMBOLS,
         ),
         ModelSpec(
             "radon_correlated_slopes",
             "log_radon ~ 1 + floor + (1 + floor | county), correlated (PyMC, LKJ)",
             builder=functools.partial(varying_slopes, correlated=True),
             description="varying intercepts and slopes with correlation",
+            equations=(
+                PYMC_SLOPES[0],
+                r"(a_j, b_j)^\top = L\, z_j, \qquad z_j \sim \mathcal{N}(0,\ I_2), \qquad "
+                r"L L^\top = \begin{pmatrix} \sigma_\alpha^2 & \rho\,\sigma_\alpha\sigma_\beta \\ "
+                r"\rho\,\sigma_\alpha\sigma_\beta & \sigma_\beta^2 \end{pmatrix}",
+            ),
+            symbols=(
+                *PYMC_SLOPE_SYMBOLS,
+                Symbol("county_cov", "L", "Cholesky factor of the county effects' covariance"),
+                Symbol("county_correlation", r"\rho", "correlation of a county's intercept and slope"),
+            ),
             sampler_settings=PYMC_SLOPES_SETTINGS,
         ),
         ModelSpec(
@@ -349,6 +515,8 @@ RADON_MODELS = {
             "log_radon ~ 1 + floor + (1 + floor | county), uncorrelated (PyMC, same priors)",
             builder=functools.partial(varying_slopes, correlated=False),
             description="varying intercepts and slopes, no correlation, otherwise the correlated model's priors",
+            equations=PYMC_SLOPES,
+            symbols=PYMC_SLOPE_SYMBOLS,
             sampler_settings=PYMC_SLOPES_SETTINGS,
         ),
         ModelSpec(
@@ -356,18 +524,37 @@ RADON_MODELS = {
             "log_radon ~ 1 + floor + (1 | county)",
             WEAKLY_INFORMATIVE,
             description="partially pooled intercepts with weakly informative priors",
+            equations=(*VARYING_INTERCEPTS, NONCENTRED_INTERCEPTS),
+            symbols=(COUNTY_MEAN, *COUNTY_DEVIATIONS, COUNTY_OFFSET, FLOOR, HOME_SD),
             sampler_settings={"draws": 2000},  # at 1,000 draws its worst r_hat was 1.008: too close to the line
         ),
         ModelSpec(
             "radon_uranium",
             "log_radon ~ 1 + floor + log_uranium + (1 | county)",
             description="county log-uranium as a group-level predictor",
+            equations=(
+                r"y_i \sim \mathcal{N}(\alpha_{j[i]} + \beta\, x_i,\ \sigma_y)",
+                r"\alpha_j \sim \mathcal{N}(\gamma_0 + \gamma_1 u_j,\ \sigma_\alpha), "
+                r"\quad u_j = \text{log uranium of county } j",
+                NONCENTRED_INTERCEPTS + r", \qquad a_j = \alpha_j - \gamma_0 - \gamma_1 u_j",
+            ),
+            symbols=(
+                Symbol("Intercept", r"\gamma_0", "basement level of a county whose log uranium is 0 (1 ppm)"),
+                Symbol("log_uranium", r"\gamma_1", "change in a county's level per unit of log uranium"),
+                Symbol("1|county", "a_j", "county j's deviation from the uranium line"),
+                Symbol("1|county_sigma", r"\sigma_\alpha", "sd of the counties around the uranium line"),
+                COUNTY_OFFSET,
+                FLOOR,
+                HOME_SD,
+            ),
         ),
         ModelSpec(
             "radon_three_levels",
             "log_radon ~ 1 + floor + (1 | state) + (1 | state:county); sigma ~ 0 + state (PyMC)",
             builder=three_levels,
             description="homes in counties in states: states and counties partially pooled, a residual sd per state",
+            equations=(*THREE_LEVELS, r"\alpha_s \sim \mathcal{N}(\mu,\ \sigma_{\text{state}})"),
+            symbols=(*STATE_POPULATION, *THREE_LEVEL_SYMBOLS, Symbol("sigma", r"\sigma_s", "sd of homes in state s")),
             sampler_settings={"draws": 2000},  # at 1,000 draws: r_hat 1.011, bulk ESS 392
         ),
         ModelSpec(
@@ -375,6 +562,16 @@ RADON_MODELS = {
             "log_radon ~ 1 + floor + (1 | state) + (1 | state:county); sigma ~ 0 + state (PyMC, states non-centred)",
             builder=functools.partial(three_levels, states="non-centred"),
             description="the same, with the state levels non-centred like the counties",
+            equations=(
+                *THREE_LEVELS,
+                r"\alpha_s = \mu + \sigma_{\text{state}}\, v_s, \qquad v_s \sim \mathcal{N}(0,\ 1)",
+            ),
+            symbols=(
+                *STATE_POPULATION,
+                Symbol("state_standard", "v_s", "state s's standardised level"),
+                *THREE_LEVEL_SYMBOLS,
+                Symbol("sigma", r"\sigma_s", "sd of homes in state s"),
+            ),
         ),
         ModelSpec(
             "radon_all_states",
@@ -382,6 +579,15 @@ RADON_MODELS = {
             # Written in PyMC, not Bambi: Bambi's log-likelihood of these 12,490 homes needed about 8 GB of memory.
             builder=functools.partial(three_levels, states="fixed", sigma_per_state=False),
             description="all nine states: a fixed level per state, counties partially pooled within their state",
+            equations=(
+                r"y_i \sim \mathcal{N}(\alpha_{s[i]} + a_{j[i]} + \beta\, x_i,\ \sigma_y)",
+                THREE_LEVELS[1],
+            ),
+            symbols=(
+                Symbol("state_level", r"\alpha_s", "state s's basement level, its own"),
+                *THREE_LEVEL_SYMBOLS,
+                Symbol("sigma", r"\sigma_y", "sd of homes around their county's level"),
+            ),
             sampler_settings={"draws": 2000},
         ),
     ]

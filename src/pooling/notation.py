@@ -1,0 +1,112 @@
+"""Models as the text writes them: formula, equations, and each name in the posterior mapped to its symbol and prior.
+
+The book's one notation: $\\mathcal{N}(m, s)$ is a normal distribution with mean $m$ and **standard deviation** $s$
+(as PyMC's `Normal(mu, sigma)`), never a variance. Each `ModelSpec` carries its equations and its `Symbol`s; the
+priors in the table are read from the built PyMC model, never typed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pymc as pm
+from IPython.display import Markdown, display
+from pymc.printing import str_for_dist
+from pytensor.graph.basic import Constant
+from pytensor.graph.traversal import ancestors
+
+from pooling.models import ModelSpec, PymcModel
+
+NOTATION = (
+    "$\\mathcal{N}(m, s)$ is a normal distribution with mean $m$ and standard deviation $s$ (PyMC's "
+    "`Normal(mu, sigma)`); half-distributions such as HalfNormal$(s)$ are folded at 0 and take the scale $s$."
+)
+
+
+def pymc_model(model) -> pm.Model:
+    """The PyMC model behind a built Bambi model or a hand-written `PymcModel`."""
+    if isinstance(model, PymcModel):
+        return model.backend_model
+    if model.backend is None or getattr(model.backend, "model", None) is None:
+        model.build()
+    return model.backend.model
+
+
+def _number(value: float) -> str:
+    return f"{value:.3g}".replace("-", "−")
+
+
+def _parameter(value, symbols: dict[str, str], named: dict) -> str:
+    """One parameter of a distribution: a number, the symbol of the model variable it is, or f(those it uses)."""
+    if isinstance(value, Constant) or not any(node in named for node in ancestors([value])):
+        data = np.unique(np.asarray(value.eval(), dtype=float))
+        return _number(float(data[0])) if data.size == 1 else "(" + ", ".join(map(_number, data)) + ")"
+    used = [named[node] for node in ancestors([value]) if node in named]
+    shown = [f"${symbols[name]}$" if name in symbols else f"`{name}`" for name in dict.fromkeys(used)]
+    return shown[0] if len(shown) == 1 else "f(" + ", ".join(shown) + ")"
+
+
+def prior_of(variable, model: pm.Model, symbols: dict[str, str]) -> str:
+    """A free variable's distribution as the model states it, in the book's notation, e.g. `Normal(0, $\\tau$)`."""
+    op = variable.owner.op
+    named = {model[name]: name for name in model.named_vars if name != variable.name}
+    try:
+        params = list(op.dist_params(variable.owner))
+    except (AttributeError, NotImplementedError):
+        return str_for_dist(variable, formatting="plain").split(" ~ ", 1)[1]
+    name = op._print_name[0]
+    if name == "_lkjcholeskycov":  # n, eta, the distribution of each sd
+        _, eta, sd_dist = params
+        sd_prior = prior_of(sd_dist, model, symbols) if sd_dist.owner else _parameter(sd_dist, symbols, named)
+        return f"LKJ(η = {_parameter(eta, symbols, named)}) on the correlations, each sd {sd_prior}"
+    if name == "Exponential":  # PyMC stores the scale; its users write the rate, `pm.Exponential("x", lam=2)`
+        (scale,) = params
+        (value,) = np.unique(np.asarray(scale.eval(), dtype=float))
+        return f"Exponential(rate {_number(1 / value)})"
+    shown = [_parameter(param, symbols, named) for param in params]
+    if name.startswith("Half") and name != "HalfStudentT" and shown[0] == "0":
+        shown = shown[1:]  # PyMC's half-distributions carry a location, always 0 here
+    return f"{name}({', '.join(shown)})"
+
+
+def symbol_table(spec: ModelSpec, model) -> pd.DataFrame:
+    """Each name of the spec's `symbols`: its symbol, what it is, and its prior as the built model states it.
+
+    Raises ValueError if a name is neither a variable of the model nor one of the spec's `combined` sums, so a
+    table can never map a name the posterior does not have.
+    """
+    backend = pymc_model(model)
+    symbols = {entry.name: entry.tex for entry in spec.symbols}
+    free = {variable.name: variable for variable in backend.free_RVs}
+    derived = {variable.name for variable in backend.deterministics} | {name for name, _ in spec.combined}
+    rows = []
+    for entry in spec.symbols:
+        if entry.name in free:
+            prior = prior_of(free[entry.name], backend, symbols)
+        elif entry.name in derived:
+            prior = "derived from the others"
+        else:
+            raise ValueError(f"{spec.name}: the symbol table names {entry.name!r}, which is not in the model")
+        rows.append(
+            {
+                # a pipe table's cell: Pandoc and the preview both unescape the pipe of `x|site`
+                "name in the posterior": "`" + entry.name.replace("|", "\\|") + "`",
+                "symbol": f"${entry.tex}$",
+                "what it is": entry.meaning,
+                "prior in the model": prior,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def model_markdown(spec: ModelSpec, model) -> str:
+    """A model as the text introduces it: its formula, its equations (one display line each, so that a phone
+    wraps between them) and its table of symbols."""
+    equations = "\n\n".join(f"$$\n{line}\n$$" for line in spec.equations)
+    table = symbol_table(spec, model).to_markdown(index=False)
+    return f"`{spec.formula}`\n\n{equations}\n\n{table}\n"
+
+
+def show_model(result) -> None:
+    """Display a fit's model (a `fitting.Fit`) in a chapter, as `model_markdown` writes it."""
+    display(Markdown(model_markdown(result.spec, result.model)))
