@@ -117,3 +117,29 @@ def test_zero_mean_formula_pulls_toward_zero_and_common_slope_formula_toward_the
         assert toward_mean[site] > toward_zero[site] + 1.0
     pooled_level = least_squares["pooled"]
     assert abs(toward_mean.mean() - pooled_level) < 0.5
+
+
+def test_funnel_marks_every_divergent_draw_and_thins_the_rest():
+    """The funnel figure: log tau against one group's effect, all divergences shown, the other draws thinned."""
+    from types import SimpleNamespace
+
+    import arviz as az
+
+    from pooling import plots
+
+    rng = np.random.default_rng(1)
+    tau = np.exp(rng.normal(size=(2, 3000)))
+    effect = rng.normal(size=(2, 3000, 2)) * tau[..., None]
+    diverging = np.zeros((2, 3000), dtype=bool)
+    diverging[0, :7] = True
+    idata = az.from_dict(
+        posterior={"tau": tau, "u": effect},
+        sample_stats={"diverging": diverging},
+        coords={"site": ["a", "b"]},
+        dims={"u": ["site"]},
+    )
+    figure = plots.funnel(SimpleNamespace(idata=idata), "tau", "u", "b", ("τ", "u_b"), "Funnel")
+    kept, divergent = figure.data
+    assert len(divergent.x) == 7 and np.allclose(divergent.y, np.log(tau[0, :7]))
+    assert np.allclose(divergent.x, effect[0, :7, 1])
+    assert len(kept.x) == plots.FUNNEL_POINTS and figure.layout.yaxis.title.text == "log τ"

@@ -176,6 +176,47 @@ def interval_plot(rows: pd.DataFrame, title: str, x_title: str, truth: dict[str,
     return figure
 
 
+FUNNEL_POINTS = 2000  # draws drawn without divergence, thinned evenly: enough to see the shape, light on a phone
+
+
+def funnel(result, scale: str, effect: str, group: str, symbols: tuple[str, str], title: str) -> go.Figure:
+    """A hierarchical posterior's funnel: the log of a group-level sd (`scale`) against one group's effect (`effect`
+    at `group`), each divergent transition marked. `symbols` name the two axes as the text does, e.g. ("τ", "u_1").
+    """
+    posterior = result.idata.posterior
+    values = posterior[effect]
+    (dim,) = [name for name in values.dims if name not in ("chain", "draw")]
+    effect_draws = values.sel({dim: group}).to_numpy().ravel()
+    log_scale = np.log(posterior[scale].to_numpy().ravel())
+    diverging = result.idata.sample_stats["diverging"].to_numpy().ravel().astype(bool)
+    kept = np.flatnonzero(~diverging)
+    kept = kept[np.linspace(0, len(kept) - 1, min(FUNNEL_POINTS, len(kept))).astype(int)] if len(kept) else kept
+    figure = go.Figure()
+    scale_symbol, effect_symbol = symbols
+    for label, rows, marker in [
+        (
+            f"draws ({len(kept)} of {int((~diverging).sum())} shown)",
+            kept,
+            {"color": color_of(0), "size": 4, "opacity": 0.4},
+        ),
+        (
+            f"divergent transitions ({int(diverging.sum())})",
+            np.flatnonzero(diverging),
+            {"color": color_of(1), "size": 7, "symbol": "x"},
+        ),
+    ]:
+        figure.add_scatter(
+            x=effect_draws[rows],
+            y=log_scale[rows],
+            mode="markers",
+            name=label,
+            marker=marker,
+            hovertemplate=f"{label}<br>{effect_symbol} = %{{x:.2f}}<br>log {scale_symbol} = %{{y:.2f}}<extra></extra>",
+        )
+    figure.update_layout(title=title, xaxis_title=f"{effect_symbol} ({group})", yaxis_title=f"log {scale_symbol}")
+    return figure
+
+
 EXPLORER_SCRIPT = """
 var gd = document.getElementById('{plot_id}');
 function showSetting() {
