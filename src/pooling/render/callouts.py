@@ -1,5 +1,4 @@
-"""Callouts in the preview: Pandoc's fenced divs split into marked cells, then folded in the page as Quarto draws
-them."""
+"""Callouts in the preview: fenced divs split into marked cells, then folded in the page as Quarto draws them."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Running chapters: each page of `_quarto.yml` executed in a Jupyter kernel as Quarto's engine runs it, its
-offline freeze, and the account of a failure by `.qmd` line and code cell."""
+"""Running chapters: each page executed in a Jupyter kernel as Quarto does, its offline freeze, its failure report."""
 
 from __future__ import annotations
 

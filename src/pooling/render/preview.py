@@ -1,5 +1,4 @@
-"""Writing the preview: executed chapters as HTML pages with Quarto's cell options, captions, cross-references,
-citations, math and callouts, a navigation bar, and an error page for each chapter that failed."""
+"""Writing the preview: executed chapters as HTML pages as the site shows them, with navigation and error pages."""
 
 from __future__ import annotations
 
