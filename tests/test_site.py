@@ -44,6 +44,23 @@ def test_licences_are_stated():
     assert "MIT" in readme and "CC BY 4.0" in readme
 
 
+def test_readme_opens_with_the_two_commands_and_links_design_notes_that_name_every_module():
+    """A reader finds `make site` and `make test` on the README's first screen; a contributor finds, one link away,
+    the design notes with every module of the package in their table."""
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    first_screen = "\n".join(readme.splitlines()[:25])
+    assert "make site" in first_screen and "make test" in first_screen
+    assert "(CONTRIBUTING.md)" in readme
+    notes = (PROJECT_ROOT / "CONTRIBUTING.md").read_text()
+    package = PROJECT_ROOT / "src" / "pooling"
+    modules = {
+        ".".join(path.relative_to(package).with_suffix("").parts)
+        for path in package.rglob("*.py")
+        if path.name != "__init__.py"
+    }
+    assert modules and not [module for module in sorted(modules) if f"`{module}`" not in notes]
+
+
 def test_plotly_is_served_by_the_site_and_only_from_the_project_root():
     project = quarto_config()["project"]
     # Quarto prepends "**/" to a resource glob without a leading "/", which also matched _preview/'s copy.
