@@ -18,8 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pooling.build import PROJECT_ROOT
-from pooling.data import radon_minnesota, simulate_sites, two_sites
+from pooling.data import PROJECT_ROOT, radon_minnesota, simulate_sites, two_sites
 from pooling.fitting import SAMPLER_SETTINGS, fit, library_versions
 from pooling.models import RADON_MODELS, TOY_MODELS, ModelSpec
 from pooling.shrinkage import varying_intercept_posterior
@@ -124,7 +123,7 @@ COLD_BUDGET, WARM_BUDGET = 1.2, 1.1  # issue 14: at most 20% on the cold build, 
 
 def without_exercises(folder: Path) -> list[Path]:
     """Copies of every page in `folder`, each cut before its exercises (a chapter's last section)."""
-    from pooling.build import chapter_sources
+    from pooling.render.execute import chapter_sources
 
     copies = []
     for source in chapter_sources():

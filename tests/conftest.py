@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pooling.build import PREVIEW_DIR, build_preview
+from pooling.build import build_preview
+from pooling.render.preview import PREVIEW_DIR
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,10 @@ from urllib.parse import urljoin, urlparse
 
 import pytest
 
-from pooling.build import CODE, PREVIEW_DIR, PROJECT_ROOT, TEX_MATH, chapter_sources
+from pooling.data import PROJECT_ROOT
+from pooling.render.execute import chapter_sources
+from pooling.render.markup import CODE, TEX_MATH
+from pooling.render.preview import PREVIEW_DIR
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 playwright = pytest.importorskip("playwright.sync_api")

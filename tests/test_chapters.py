@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pooling.build import PROJECT_ROOT, cell_options, chapter_sources, execute_chapter, read_chapter
+from pooling.data import PROJECT_ROOT
+from pooling.render.execute import cell_options, chapter_sources, execute_chapter, execution_key, read_chapter
 
 CHAPTERS = chapter_sources()
 
@@ -64,6 +65,25 @@ def test_unchanged_chapters_are_reused_and_changed_ones_run(tmp_path, monkeypatc
     assert len(list((tmp_path / "cache" / "executed").glob("01-tiny-*.ipynb"))) == 1  # the stale one is gone
     always = _tiny_chapter(tmp_path / "02-always.qmd", "reads-other-pages: true\n")
     assert not any(execute_chapter(always, reuse_executed=True).frozen for _ in range(2))
+
+
+def test_execution_key_covers_every_module_of_the_package_subpackages_included(tmp_path):
+    """An edit to any module, those of `pooling.render` included, runs the chapters again; so does moving code to
+    another module. Files that are not Python code leave the key alone."""
+    render = tmp_path / "src" / "pooling" / "render"
+    render.mkdir(parents=True)
+    (tmp_path / "requirements.lock").write_text("numpy==2.4.6\n")
+    (render.parent / "__init__.py").write_text('"""The package."""\n')
+    (render / "__init__.py").write_text('"""Rendering."""\n')
+    (render / "preview.py").write_text("WIDTH = 1\n")
+    chapter = _tiny_chapter(tmp_path / "01-tiny.qmd")
+    first = execution_key(chapter, tmp_path)
+    (render / "preview.py").write_text("WIDTH = 2\n")
+    edited = execution_key(chapter, tmp_path)
+    (render / "preview.py").rename(render / "markup.py")
+    moved = execution_key(chapter, tmp_path)
+    (render / "notes.txt").write_text("not code")
+    assert len({first, edited, moved}) == 3 and execution_key(chapter, tmp_path) == moved
 
 
 def test_version_line_names_the_date_and_the_versions_of_the_appendix():

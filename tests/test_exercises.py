@@ -9,16 +9,10 @@ from dataclasses import dataclass, field
 import nbformat
 import pytest
 
-from pooling.build import (
-    PREVIEW_DIR,
-    PROJECT_ROOT,
-    FenceError,
-    callout_cells,
-    chapter_sources,
-    execute_chapter,
-    read_chapter,
-    write_preview,
-)
+from pooling.data import PROJECT_ROOT
+from pooling.render.callouts import FenceError, callout_cells
+from pooling.render.execute import chapter_sources, execute_chapter, read_chapter
+from pooling.render.preview import PREVIEW_DIR, write_preview
 
 CHAPTERS = [path for path in chapter_sources() if re.match(r"0[1-9]-", path.name)]
 RADON_CHAPTERS = {"06", "07", "08", "09"}

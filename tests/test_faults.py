@@ -18,12 +18,15 @@ import arviz as az
 import numpy as np
 import pytest
 
-from pooling import build, files, fitting
-from pooling.build import BuildLocked, build_preview, execute_chapter, main
+from pooling import files, fitting
+from pooling.build import BuildLocked, build_lock, build_preview, main, progress_line
 from pooling.files import WriteError, atomic_write_text, notify
 from pooling.fitting import KEY_ATTRIBUTE, LedgerError, fit_ledger, read_ledger
+from pooling.render import execute
+from pooling.render.execute import execute_chapter
+from pooling.render.preview import write_preview
 
-SRC = Path(build.__file__).resolve().parents[1]
+SRC = Path(files.__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -92,8 +95,8 @@ def test_progress_is_printed_as_each_chapter_finishes_without_kernel_warnings(tm
     seen = []
     results = build_preview([first, second], out_dir=tmp_path / "out", report=lambda result: seen.append(result))
     assert [result.source for result in seen] == [first, second]  # one report per chapter, as it finished
-    assert build.progress_line(results[0]).startswith("ok ")
-    assert "fits: 0 sampled, 0 from cache" in build.progress_line(results[0])
+    assert progress_line(results[0]).startswith("ok ")
+    assert "fits: 0 sampled, 0 from cache" in progress_line(results[0])
     assert "without encryption" not in capfd.readouterr().err  # kernels use IPC, so ipykernel has no warning
 
 
@@ -191,7 +194,7 @@ def test_a_killed_writer_leaves_the_old_file_intact(tmp_path):
     assert subprocess.run([sys.executable, "-c", script], env=os.environ).returncode == -signal.SIGKILL
     assert target.read_text() == "the old page"
     assert len(list(tmp_path.glob(".04-partial-pooling.html.*.partial"))) == 1  # the killed writer's temporary
-    with build.build_lock(tmp_path):  # the next build clears what a killed one left
+    with build_lock(tmp_path):  # the next build clears what a killed one left
         assert not list(tmp_path.glob("*.partial")) and not list(tmp_path.glob(".*.partial"))
 
 
@@ -210,7 +213,7 @@ def test_full_disk_while_writing_the_preview_names_the_file_and_keeps_the_old_pa
     (result,) = [execute_chapter(tiny)]
     monkeypatch.setattr(Path, "write_text", _full_disk)
     with pytest.raises(WriteError, match=rf"could not write {out}/01-tiny.html: the disk is full"):
-        build.write_preview([result], out)
+        write_preview([result], out)
     monkeypatch.undo()
     assert (out / "01-tiny.html").read_text() == "old page"
     assert not [path for path in out.rglob("*.partial")]
@@ -225,7 +228,7 @@ def test_full_disk_on_a_real_tiny_filesystem(tmp_path, cache):
     try:
         result = execute_chapter(chapter(tmp_path / "01-tiny.qmd", "1"))
         with pytest.raises(WriteError, match=rf"could not write {out}/assets/plotly.min.js: the disk is full"):
-            build.write_preview([result], out)
+            write_preview([result], out)
         assert not [path for path in out.rglob("*") if path.is_file()]
     finally:
         subprocess.run(["umount", str(out)], check=True)
@@ -233,7 +236,7 @@ def test_full_disk_on_a_real_tiny_filesystem(tmp_path, cache):
 
 def test_full_disk_while_keeping_an_executed_chapter_is_a_notice(tmp_path, cache, monkeypatch, capsys):
     tiny = chapter(tmp_path / "01-tiny.qmd", "print(1)")
-    monkeypatch.setattr(build, "atomic_write_text", lambda path, text: _full_disk())
+    monkeypatch.setattr(execute, "atomic_write_text", lambda path, text: _full_disk())
     result = execute_chapter(tiny, reuse_executed=True)
     assert result.error is None
     assert "01-tiny.qmd will run again next time: its executed notebook was not saved" in capsys.readouterr().err

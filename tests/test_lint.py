@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from pooling.build import PROJECT_ROOT
+from pooling.data import PROJECT_ROOT
 
 TARGETS = ["src", "tests", "benchmarks"]
 

@@ -12,15 +12,10 @@ import pytest
 import yaml
 from nbconvert.filters.markdown_mistune import markdown2html_mistune
 
-from pooling.build import (
-    PROJECT_ROOT,
-    _preview_cells,
-    outside_resources,
-    post_render,
-    quarto_config,
-    read_chapter,
-    without_unneeded_scripts,
-)
+from pooling.data import PROJECT_ROOT
+from pooling.render.execute import quarto_config, read_chapter
+from pooling.render.preview import preview_cells
+from pooling.render.site import outside_resources, post_render, without_unneeded_scripts
 
 
 def test_citation_cff_and_quarto_agree():
@@ -47,6 +42,23 @@ def test_licences_are_stated():
     assert "CC BY 4.0" in (PROJECT_ROOT / "LICENSE").read_text()
     readme = (PROJECT_ROOT / "README.md").read_text()
     assert "MIT" in readme and "CC BY 4.0" in readme
+
+
+def test_readme_opens_with_the_two_commands_and_links_design_notes_that_name_every_module():
+    """A reader finds `make site` and `make test` on the README's first screen; a contributor finds, one link away,
+    the design notes with every module of the package in their table."""
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    first_screen = "\n".join(readme.splitlines()[:25])
+    assert "make site" in first_screen and "make test" in first_screen
+    assert "(CONTRIBUTING.md)" in readme
+    notes = (PROJECT_ROOT / "CONTRIBUTING.md").read_text()
+    package = PROJECT_ROOT / "src" / "pooling"
+    modules = {
+        ".".join(path.relative_to(package).with_suffix("").parts)
+        for path in package.rglob("*.py")
+        if path.name != "__init__.py"
+    }
+    assert modules and not [module for module in sorted(modules) if f"`{module}`" not in notes]
 
 
 def test_plotly_is_served_by_the_site_and_only_from_the_project_root():
@@ -203,7 +215,7 @@ def test_outside_resources_finds_loads_not_links():
 def preview_markdown(chapter: str) -> str:
     """The preview's HTML of a chapter's prose (markdown cells), without executing it."""
     notebook, _ = read_chapter(PROJECT_ROOT / "chapters" / chapter)
-    cells = _preview_cells(notebook).cells
+    cells = preview_cells(notebook).cells
     return "\n".join(markdown2html_mistune(cell.source) for cell in cells if cell.cell_type == "markdown")
 
 
@@ -222,7 +234,7 @@ def test_preview_numbers_markdown_tables_with_code_tables_in_page_order():
             nbformat.v4.new_markdown_cell("As @tbl-second shows, after @tbl-first."),
         ]
     )
-    cells = _preview_cells(notebook).cells
+    cells = preview_cells(notebook).cells
     assert '<p id="tbl-second" class="caption">Table 2: From prose.</p>' in cells[2].source
     assert cells[3].source == "As [Table 2](#tbl-second) shows, after [Table 1](#tbl-first)."
 
@@ -255,8 +267,8 @@ def test_downloadable_posteriors_fit_the_budget_load_and_match_their_fits(built_
     import arviz as az
     import numpy as np
 
-    from pooling.build import PREVIEW_DIR
     from pooling.fitting import DOWNLOAD_DRAWS, DOWNLOADS_DIR, cache_dir, download_step
+    from pooling.render.preview import PREVIEW_DIR
 
     linked = set()
     for result in built_chapters.values():
@@ -298,7 +310,7 @@ def test_preview_gives_each_figure_its_fig_alt_as_accessible_name():
             "display_data", data={"text/html": '<div><div id="p" class="plotly-graph-div" style="a"></div></div>'}
         )
     ]
-    notebook = _preview_cells(nbformat.v4.new_notebook(cells=[cell]))
+    notebook = preview_cells(nbformat.v4.new_notebook(cells=[cell]))
     markup = notebook.cells[0].outputs[0]["data"]["text/html"]
     assert 'role="figure" aria-label="Two &quot;sites&quot; &amp; lines." class="plotly-graph-div"' in markup
 

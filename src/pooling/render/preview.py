@@ -1,0 +1,234 @@
+"""Writing the preview: executed chapters as HTML pages as the site shows them, with navigation and error pages."""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+import shutil
+from pathlib import Path
+
+import nbformat
+from nbconvert import HTMLExporter
+from nbconvert.preprocessors import TagRemovePreprocessor
+
+from pooling.chapter import PLOTLY_ASSET, ensure_plotly_asset
+from pooling.data import PROJECT_ROOT
+from pooling.files import atomic_write, atomic_write_text
+from pooling.fitting import DOWNLOADS_DIR
+from pooling.render.callouts import callout_cells, fold_callouts
+from pooling.render.execute import ChapterResult, cell_options, quarto_config
+from pooling.render.markup import TABLE_CAPTION, mathml, page_links, table_code_spans
+from pooling.render.site import without_unneeded_scripts
+
+PREVIEW_DIR = PROJECT_ROOT / "_preview"
+
+
+def _label_figures(cell, alt: str) -> None:
+    """Give the cell's plotly figures their `fig-alt` text as an accessible name, as Quarto gives an image its alt."""
+    label = f'role="figure" aria-label="{html.escape(alt)}" class="plotly-graph-div'
+    for output in cell.get("outputs", []):
+        markup = output.get("data", {}).get("text/html")
+        if markup is not None:
+            markup = "".join(markup) if isinstance(markup, list) else markup
+            output["data"]["text/html"] = markup.replace('class="plotly-graph-div', label)
+
+
+def preview_cells(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Apply Quarto's cell options, captions, cross-references and math so the preview shows what the site shows."""
+    notebook = callout_cells(notebook)
+    figures = {}
+
+    def number(label: str) -> str:
+        kind = "Figure" if label.startswith("fig-") else "Table"
+        figures[label] = f"{kind} {sum(1 for other in figures if other[:4] == label[:4]) + 1}"
+        return figures[label]
+
+    cells = []
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            options = cell_options(cell.source)
+            tags = set(cell.metadata.get("tags", []))
+            if options.get("include") is False:
+                continue
+            if options.get("echo") is False:
+                tags.add("remove_input")
+            if options.get("output") is False:
+                tags.add("remove_output")
+            if options.get("code-fold") is True:
+                tags.add("code_fold")
+            cell.metadata["tags"] = sorted(tags)
+            cell.source = "\n".join(line for line in cell.source.splitlines() if not line.startswith("#|"))
+            cells.append(cell)
+            label = str(options.get("label", ""))
+            if options.get("fig-alt"):
+                _label_figures(cell, str(options["fig-alt"]))
+            if label.startswith(("fig-", "tbl-")):
+                caption = options.get("fig-cap") or options.get("tbl-cap") or ""
+                captioned = nbformat.v4.new_markdown_cell(
+                    f'<p id="{label}" class="caption">{number(label)}: {caption}</p>'
+                )
+                if "callout" in cell.metadata:  # a caption stays in its cell's callout
+                    captioned.metadata["callout"] = cell.metadata["callout"]
+                cells.append(captioned)
+        elif cell.cell_type == "markdown":
+            cell.source = TABLE_CAPTION.sub(
+                lambda match: (
+                    f'<p id="{match["label"]}" class="caption">{number(match["label"])}: {match["caption"]}</p>'
+                ),
+                table_code_spans(cell.source),
+            )
+            cells.append(cell)
+    in_callouts = {}
+    for cell in cells:
+        if "callout" in cell.metadata:  # an id to find the cell's HTML by (`fold_callouts`)
+            callout = cell.metadata["callout"]["number"]
+            position = in_callouts[callout] = in_callouts.get(callout, -1) + 1
+            cell.id = f"callout-{callout}-{position}"
+        for output in cell.get("outputs", []):
+            if "text/markdown" in output.get("data", {}):
+                output["data"]["text/markdown"] = mathml(page_links(output["data"]["text/markdown"]))
+        if cell.cell_type == "markdown":
+            cell.source = page_links(cell.source)
+            cell.source = re.sub(
+                r"@((?:fig|tbl)-[\w-]+)",
+                lambda match: f"[{figures.get(match.group(1), match.group(1))}](#{match.group(1)})",
+                cell.source,
+            )
+            # Citations show as plain keys; the Quarto site formats them from references.bib.
+            cell.source = re.sub(
+                r"\[(-?@[\w:-]+(?:;\s*-?@[\w:-]+)*)\]", lambda m: "(" + m.group(1).replace("@", "") + ")", cell.source
+            )
+            cell.source = mathml(cell.source)
+    notebook.cells = cells
+    return notebook
+
+
+# Quarto folds the code of `code-fold: true` cells behind a "Show code" toggle; the preview does the same.
+FOLD_SCRIPT = """<script>
+document.querySelectorAll(".celltag_code_fold .jp-InputArea").forEach(function (input) {
+  var details = document.createElement("details");
+  var summary = document.createElement("summary");
+  summary.textContent = "Show code";
+  details.appendChild(summary);
+  input.parentNode.insertBefore(details, input);
+  details.appendChild(input);
+});
+</script>"""
+
+
+# Accessibility fixes to nbconvert's lab template, found by axe-core: its faded cell prompts fall below the WCAG AA
+# contrast ratio (and so do its comment and number colours in code), and links in prose differ by colour alone.
+PREVIEW_STYLE = """<style>
+.jp-InputPrompt, .jp-OutputPrompt { color: #1f5f99 !important; opacity: 1 !important; }
+.jp-RenderedHTMLCommon a, .jp-RenderedMarkdown a { text-decoration: underline !important; }
+.highlight .c, .highlight .c1, .highlight .cm { color: #2f5f5f !important; }
+.highlight .mf, .highlight .mi { color: #005f00 !important; }
+.highlight .ow, .highlight .nb, .highlight .kn, .highlight .k { color: #6a1b9a !important; }
+.callout { border: 1px solid #c8d3de; border-left: 5px solid #1f5f99; border-radius: 4px; margin: 1em 0;
+  padding: 0.2em 0.8em; }
+.callout-tip { border-left-color: #1b6e3a; }
+.callout > summary, .callout > .callout-title { font-weight: bold; padding: 0.4em 0; cursor: pointer; }
+.callout > .callout-title { cursor: auto; margin: 0; }
+</style>"""
+
+
+def _navigation(pages: list[tuple[str, str]], current: str, with_notebook: bool = True) -> str:
+    """The links to every page, and to the current page's notebook unless it has none (a failed chapter)."""
+    links = []
+    for target, title in pages:
+        relative = os.path.relpath(target, os.path.dirname(current) or ".")
+        style = ' style="font-weight:bold"' if target == current else ""
+        links.append(f'<a href="{html.escape(relative)}"{style}>{html.escape(title)}</a>')
+    notebook = html.escape(os.path.basename(current)[: -len(".html")] + ".ipynb")
+    notebook_link = f'<a href="{notebook}" download>Download this chapter as a notebook</a>'
+    return (
+        '<nav class="book-navigation" style="padding:0.6em 1em;border-bottom:1px solid #ddd;'
+        'display:flex;flex-wrap:wrap;gap:0.4em 1.2em;font-family:sans-serif;font-size:0.9em">'
+        + " ".join(links)
+        + (f" | {notebook_link}" if with_notebook else "")
+        + "</nav>"
+    )
+
+
+def _without_warnings(notebook: nbformat.NotebookNode, config: dict) -> nbformat.NotebookNode:
+    """Drop standard-error output where `warning: false` applies (the project's setting or the cell's), as
+    Quarto's Jupyter engine does: it counts every stderr stream as a warning."""
+    notebook = nbformat.from_dict(notebook)
+    default = config.get("execute", {}).get("warning", True)
+    for cell in notebook.cells:
+        if cell.cell_type == "code" and cell_options(cell.source).get("warning", default) is False:
+            cell.outputs = [
+                output
+                for output in cell.outputs
+                if not (output.get("output_type") == "stream" and output.get("name") == "stderr")
+            ]
+    return notebook
+
+
+def _page_path(source: Path, root: Path) -> Path:
+    """Where a chapter's page goes in the preview: its place in the project (a file outside it: its name)."""
+    return (source.relative_to(root) if source.is_relative_to(root) else Path(source.name)).with_suffix(".html")
+
+
+def _error_page(result: ChapterResult, navigation: str) -> str:
+    """The page that replaces a chapter that failed: unmistakably not the chapter."""
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<title>Build failed: {html.escape(result.title)}</title></head><body data-build-failed="true">'
+        + navigation
+        + '<main style="padding:1em;font-family:sans-serif">'
+        f'<h1 style="color:#b00020">This chapter failed to build: {html.escape(result.title)}</h1>'
+        "<p>The last build stopped in this chapter, so there is no page to show. Fix the error below and build "
+        "again (<code>make site</code>).</p>"
+        f'<pre style="white-space:pre-wrap;background:#fdf0f0;padding:1em">{html.escape(result.error or "")}</pre>'
+        "</main></body></html>\n"
+    )
+
+
+def write_preview(results: list[ChapterResult], out_dir: Path = PREVIEW_DIR, root: Path = PROJECT_ROOT) -> list[Path]:
+    """Write each executed chapter as an HTML page plus its notebook, and an error page for each failed one.
+
+    Every file is written to a temporary name and renamed into place, so a page is never half-written; a
+    failed chapter's old page and notebook are replaced (a failed build never looks like a good one).
+    Returns the page paths.
+    """
+    exporter = HTMLExporter(template_name="lab")
+    exporter.register_preprocessor(
+        TagRemovePreprocessor(remove_input_tags={"remove_input"}, remove_all_outputs_tags={"remove_output"}),
+        enabled=True,
+    )
+    config = quarto_config(root) if (root / "_quarto.yml").exists() else {}
+    pages = [(str(_page_path(result.source, root)), result.title) for result in results]
+    asset = out_dir / PLOTLY_ASSET
+    asset.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(asset, lambda target: shutil.copyfile(ensure_plotly_asset(root), target))
+    for posterior in sorted((root / DOWNLOADS_DIR.name).glob("*.nc")):  # the diagnostics tables link to them
+        copy = out_dir / DOWNLOADS_DIR.name / posterior.name
+        if not copy.exists() or copy.stat().st_size != posterior.stat().st_size:
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(copy, lambda target, posterior=posterior: shutil.copyfile(posterior, target))
+    written = []
+    for result, (page, title) in zip(results, pages, strict=True):
+        target = out_dir / page
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if result.error is not None:
+            atomic_write_text(target, _error_page(result, _navigation(pages, page, with_notebook=False)))
+            target.with_suffix(".ipynb").unlink(missing_ok=True)
+            written.append(target)
+            continue
+        notebook = preview_cells(_without_warnings(result.notebook, config))
+        heading = f"# {title}" + (f"\n\n*{result.abstract}*" if result.abstract else "")
+        notebook.cells.insert(0, nbformat.v4.new_markdown_cell(heading))
+        body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": title}})
+        body = fold_callouts(body, notebook)
+        body = body.replace("<body", f'<body data-page="{html.escape(page)}"', 1)
+        body = re.sub(
+            r"(<body[^>]*>)", lambda match, page=page: match.group(1) + _navigation(pages, page), body, count=1
+        )
+        body = body.replace("</body>", FOLD_SCRIPT + "</body>", 1).replace("</head>", PREVIEW_STYLE + "</head>", 1)
+        body = without_unneeded_scripts(body, page)
+        atomic_write_text(target, body)
+        atomic_write_text(target.with_suffix(".ipynb"), nbformat.writes(result.notebook))
+        written.append(target)
+    return written
