@@ -7,6 +7,8 @@ outside its range (NaN, infinite, negative, too large) raises ValueError.
 from __future__ import annotations
 
 import numbers
+import re
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -42,11 +44,11 @@ def whole_number(name: str, value, *, minimum: int = 1, maximum: int | None = No
     return int(value)
 
 
-def probability(name: str, value) -> float:
-    """A probability strictly between 0 and 1 (the coverage of an interval)."""
+def probability(name: str, value, example: str = "0.94 for a 94% interval") -> float:
+    """A probability strictly between 0 and 1: the coverage of an interval, unless `example` says what else."""
     value = number(name, value)
     if not 0 < value < 1:
-        raise ValueError(f"{name} must be strictly between 0 and 1 (0.94 for a 94% interval), got {value!r}")
+        raise ValueError(f"{name} must be strictly between 0 and 1 ({example}), got {value!r}")
     return value
 
 
@@ -86,6 +88,12 @@ def array(name: str, values, *, positive: bool = False) -> np.ndarray:
     return values
 
 
+def _shown(value) -> str:
+    """A value for an error message: its repr, cut short, so a message stays a line or two."""
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:60]}… ({type(value).__name__})"
+
+
 def slope_groups(statistics: pd.DataFrame, minimum_points: int) -> None:
     """Each group of `shrinkage.sufficient_statistics` has an identified slope (x not all zero), at least
     `minimum_points` points, and values small enough to compute with."""
@@ -97,3 +105,180 @@ def slope_groups(statistics: pd.DataFrame, minimum_points: int) -> None:
             raise ValueError(f"data: group {name!r} has {count} point; each group needs {minimum_points} or more")
         if not np.isfinite(row[["slope", "rss"]].to_numpy(float)).all():
             raise ValueError(f"data: the values in group {name!r} are too large to compute with; rescale them")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# What `fitting.fit` accepts: the data a model spec uses, and its priors.
+
+
+def formula_columns(spec) -> list[str]:
+    """The columns of the data a model spec uses, in the order its formula names them.
+
+    A Bambi formula (and a distributional one, such as `sigma ~ 0 + site`, whose left side is a parameter) is read
+    by formulae. A hand-written model's `formula` only describes it: its columns are not known before its builder
+    runs, so this returns the words of that description, which `model_data` keeps where they name columns.
+    """
+    import formulae
+
+    if spec.builder is not None:
+        return list(dict.fromkeys(re.findall(r"[A-Za-z_][A-Za-z0-9_.]*", spec.formula)))
+    names = set(formulae.model_description(spec.formula).var_names)
+    if spec.distributional:
+        parameter = spec.distributional.split("~")[0].strip()
+        names |= set(formulae.model_description(spec.distributional).var_names) - {parameter}
+    text = f"{spec.formula} {spec.distributional or ''}"
+    return sorted(names, key=lambda name: (text.find(name), name))
+
+
+def described(spec) -> str:
+    """A model spec for an error message: its name and formula."""
+    return f"model {spec.name!r} ({spec.formula}{'; ' + spec.distributional if spec.distributional else ''})"
+
+
+def missing_column(data: pd.DataFrame, column: str, spec) -> ValueError:
+    """The error for a column that `spec` uses and `data` lacks."""
+    return ValueError(f"data has no column {column!r}, which {described(spec)} uses; its columns: {list(data.columns)}")
+
+
+def model_data(data, spec) -> pd.DataFrame:
+    """`data` as `spec` can be fitted to it: a DataFrame with rows and every column the formula uses, none of them
+    missing or infinite, and no numbers stored as text (which a formula reads as a categorical of as many levels
+    as distinct values). Each error names the column, the model's formula and the fix."""
+    if not isinstance(data, pd.DataFrame):
+        raise TypeError(f"data must be a pandas DataFrame, got {type(data).__name__}")
+    model = described(spec)
+    needed = 1 if spec.builder else 2  # Bambi fails on a single row
+    if len(data) < needed:
+        raise ValueError(f"data has {len(data)} row{'s' * (len(data) != 1)}: {model} needs at least {needed}")
+    columns = formula_columns(spec)
+    if spec.builder is None:
+        missing = [column for column in columns if column not in data.columns]
+        if missing:
+            raise missing_column(data, missing[0], spec)
+    else:  # a hand-written model: the words of its description that are columns (`fit` names a missing one)
+        columns = [column for column in columns if column in data.columns]
+    response = spec.formula.split("~")[0].strip()
+    for column in columns:
+        values = data[column]
+        role = f"the response of {model}" if column == response else f"used by {model}"
+        if values.dtype == object or isinstance(values.dtype, pd.StringDtype):
+            present = values.dropna()
+            if len(present) and pd.to_numeric(present, errors="coerce").notna().all():
+                raise TypeError(
+                    f"data[{column!r}] ({role}) holds numbers stored as text (dtype {values.dtype}, e.g. "
+                    f"{present.iloc[0]!r}), which the formula would read as a categorical with {present.nunique()} "
+                    f"levels. Convert it: data[{column!r}] = pd.to_numeric(data[{column!r}]) "
+                    "(or make it a pd.Categorical if you mean categories)."
+                )
+        absent = values.isna().to_numpy()
+        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            absent = absent | ~np.isfinite(values.to_numpy(dtype=float, na_value=np.nan))
+        if absent.any():
+            first, count = int(np.argmax(absent)), int(absent.sum())
+            missing = pd.isna(values.iloc[first])
+            value = "missing (NaN)" if missing else f"{values.iloc[first]}"
+            others = f" and {count - 1} other rows" if count > 1 else ""
+            fix = f"drop or fill such rows first, e.g. data.dropna(subset=[{column!r}])" if missing else "fix it"
+            raise ValueError(f"data[{column!r}] ({role}) is {value} in row {data.index[first]!r}{others}: {fix}")
+    return data
+
+
+# Arguments of a prior that must be positive wherever a distribution has them: scales, rates, degrees of freedom
+# and shapes (sigma, HalfCauchy's and Gamma's beta, Exponential's lam, StudentT's nu, Laplace's b, ...), except
+# where the same name is a location or a skewness.
+POSITIVE_PRIOR_ARGUMENTS = {"sigma", "tau", "beta", "lam", "nu", "b", "s", "eta", "kappa", "alpha"}
+REAL_PRIOR_ARGUMENTS = {("Cauchy", "alpha"), ("SkewNormal", "alpha"), ("Wald", "alpha")}
+
+
+def priors(priors) -> None:
+    """Every prior of a model spec is one a sampler can draw from: its numbers finite, positive where the
+    distribution needs it (POSITIVE_PRIOR_ARGUMENTS) and lower below upper, down to its hyperpriors.
+
+    `priors` maps a term (or a family parameter such as "sigma") to a `bambi.Prior`, a constant (a fixed sigma)
+    or, for a parameter with its own formula, a mapping of that formula's terms to priors.
+    """
+    if not isinstance(priors, Mapping):
+        raise TypeError(f"priors must map terms to bambi.Prior, got {_shown(priors)}")
+    for term, prior in priors.items():
+        if isinstance(prior, Mapping):
+            for inner, inner_prior in prior.items():
+                _prior(f"{term}: {inner}", inner_prior, inner_prior, "")
+        else:
+            _prior(term, prior, prior, "")
+
+
+def _prior(term: str, whole, prior, path: str) -> None:
+    """Check one prior (or constant) of `term`, `path` naming where it sits inside the term's prior `whole`."""
+    if hasattr(prior, "name") and hasattr(prior, "args"):  # a bambi.Prior
+        arguments = dict(prior.args)
+        for argument, value in arguments.items():
+            _prior(term, whole, value, f"{path}.{argument}" if path else argument)
+        if "lower" in arguments and "upper" in arguments and not hasattr(arguments["upper"], "args"):
+            if not np.all(np.asarray(arguments["lower"], float) < np.asarray(arguments["upper"], float)):
+                raise ValueError(f"the prior on {term!r}, {whole}, needs lower < upper")
+        return
+    if hasattr(prior, "owner") or prior is None:  # a PyTensor variable, or an argument left to the distribution
+        return
+    if np.asarray(prior).dtype.kind not in "iuf":
+        label = f"the prior on {term!r}, {whole}, has {path}=" if path else f"the prior on {term!r} is "
+        raise TypeError(f"{label}{_shown(prior)}, not a number")
+    values = np.asarray(prior, float)
+    shown = _shown(float(values) if values.ndim == 0 else prior)
+    label = f"the prior on {term!r}, {whole}, has {path}={shown}" if path else f"the prior on {term!r} is {shown}"
+    if not np.isfinite(values).all():
+        raise ValueError(f"{label}: it must be finite")
+    argument = path.rsplit(".", 1)[-1] if path else term
+    distribution = getattr(_owner(whole, path), "name", None)
+    if argument in POSITIVE_PRIOR_ARGUMENTS and (distribution, argument) not in REAL_PRIOR_ARGUMENTS:
+        if not (values > 0).all():
+            kind = f"a {distribution}'s {argument}" if distribution else argument
+            raise ValueError(f"{label}: {kind} must be positive (a scale, a rate or a shape); give a positive value")
+
+
+def _owner(whole, path: str):
+    """The prior inside `whole` that holds the argument at `path` ("sigma.sigma": the hyperprior on sigma)."""
+    owner = whole
+    for step in path.split(".")[:-1] if path else []:
+        owner = owner.args[step]
+    return owner if path else None
+
+
+def prior_terms(priors: Mapping, model, model_text: str) -> None:
+    """Every prior names a term of the built Bambi `model` or a parameter of its family: Bambi ignores any other
+    name without a word and uses its default prior instead. `model_text` names the model in the message."""
+    parent = model.family.likelihood.parent
+    terms = {name: list(getattr(component, "terms", {})) for name, component in model.components.items()}
+    shared = ["common", "group_specific"]  # Bambi's names for all common and all group-specific terms at once
+    known = terms[parent] + list(model.components) + shared
+    for name, prior in priors.items():
+        if name not in known:
+            raise ValueError(
+                f"priors[{name!r}] names no term of {model_text}, so Bambi would ignore it and use its default prior. "
+                f"The model's terms: {terms[parent]}; its family's parameters: {list(model.components)}"
+            )
+        if isinstance(prior, Mapping):  # the terms of a parameter's own formula
+            component = parent if name == parent else name
+            unknown = [inner for inner in prior if inner not in terms[component] + shared]
+            if unknown:
+                raise ValueError(
+                    f"priors[{name!r}][{unknown[0]!r}] names no term of {name}'s formula, so Bambi would ignore it: "
+                    f"its terms are {terms[component]}"
+                )
+
+
+def built_priors(model, given: Mapping, model_text: str) -> None:
+    """The priors of a built Bambi `model`, Bambi's own defaults included, pass `priors`: Bambi scales its
+    defaults by the data's sd, so a constant response gives them a scale of 0, which the sampler cannot use."""
+    for name, component in model.components.items():
+        terms = getattr(component, "terms", None)
+        built = {name: component.prior} if terms is None else {term: value.prior for term, value in terms.items()}
+        for term, prior in built.items():
+            try:
+                _prior(term, prior, prior, "")
+            except ValueError as error:
+                if term in given or name in given:
+                    raise
+                raise ValueError(
+                    f"{error}. It is Bambi's default prior for {model_text}, scaled by the data's sd: is the "
+                    "response (or a predictor) constant?"
+                ) from None
