@@ -17,6 +17,7 @@ from pooling import files, fitting
 from pooling.data import simulate_sites
 from pooling.fitting import DiagnosticsError, fit
 from pooling.models import RADON_MODELS, TOY_MODELS, ModelSpec
+from pooling.shrinkage import ScalePrior, exact_priors, gaussian_grid_posterior, varying_intercept_posterior
 
 POOLED = TOY_MODELS["toy_pooled"]
 
@@ -174,3 +175,151 @@ def test_a_gate_failure_says_what_to_do(sites, cache, monkeypatch):
     assert "divergences: a tighter prior, or, with care, target_accept=0.95" in advice  # no group effects here
     grouped = fitting.gate_advice(["2 divergent transitions"], fitting.SAMPLER_SETTINGS)
     assert grouped.startswith("divergences: the other form of the group effects (ModelSpec(noncentered=...))")
+
+
+# ---------------------------------------------------------------- the exact engines accept what they can solve
+
+
+@pytest.fixture(scope="module")
+def intercepts():
+    """Small data for y ~ 1 + x + (1 | site): four sites of ten points."""
+    frame = simulate_sites(slopes=(1.0, -1.0, 0.5, 2.0), points_per_site=10, seed=3)
+    return frame.assign(y=frame["y"] + frame["site"].cat.codes, count=np.arange(len(frame)) % 5)
+
+
+def _fast(model, **arguments):
+    return varying_intercept_posterior(model, grid_points=12, passes=2, **arguments)
+
+
+EXACT_FAULTS = {
+    "Student's t family": (
+        lambda d: bmb.Model("y ~ 1 + x + (1 | site)", d, family="t"),
+        ValueError,
+        "varying_intercept_posterior solves Gaussian models with the identity link; y ~ 1 + x + (1 | site) has "
+        "family 't' (link 'identity')",
+    ),
+    "a Poisson family": (
+        lambda d: bmb.Model("count ~ 1 + x + (1 | site)", d, family="poisson"),
+        ValueError,
+        "has family 'poisson' (link 'log')",
+    ),
+    "a Gaussian with a log link": (
+        lambda d: bmb.Model("count ~ 1 + x + (1 | site)", d.assign(count=d["count"] + 1), link="log"),
+        ValueError,
+        "has family 'gaussian' (link 'log')",
+    ),
+    "not a model": (lambda d: "y ~ 1 + x + (1 | site)", TypeError, "model must be a bambi.Model"),
+    "no group term": (lambda d: bmb.Model("y ~ 1 + x", d), ValueError, "y ~ 1 + x has no group term: add (1 | group)"),
+    "a varying slope": (
+        lambda d: bmb.Model("y ~ 1 + x + (0 + x | site)", d),
+        ValueError,
+        "group term x|site is a varying slope, not (1 | group)",
+    ),
+    "no intercept": (lambda d: bmb.Model("y ~ 0 + x + (1 | site)", d), ValueError, "has no intercept: write 1 + ..."),
+    "a categorical predictor": (
+        lambda d: bmb.Model("y ~ 1 + C(count) + (1 | site)", d),
+        ValueError,
+        "the exact engine handles numeric terms of one column each; y ~ 1 + C(count) + (1 | site) has ['C(count)']",
+    ),
+    "an offset": (lambda d: bmb.Model("y ~ 1 + x + offset(x) + (1 | site)", d), ValueError, "has ['offset(x)']"),
+    "sigma with a formula": (
+        lambda d: bmb.Model(bmb.Formula("y ~ 1 + x + (1 | site)", "sigma ~ x"), d),
+        ValueError,
+        "needs one sigma for every observation; y ~ 1 + x + (1 | site) gives sigma a formula of its own (sigma ~ x)",
+    ),
+    "a StudentT prior on the group effects": (
+        lambda d: bmb.Model(
+            "y ~ 1 + x + (1 | site)",
+            d,
+            priors={"1|site": bmb.Prior("StudentT", nu=3, mu=0, sigma=bmb.Prior("HalfNormal", sigma=1))},
+        ),
+        ValueError,
+        "the exact engine needs a Normal(0, tau) prior on 1|site, which has StudentT(",
+    ),
+}
+
+
+@pytest.mark.parametrize("fault", EXACT_FAULTS)
+def test_varying_intercept_posterior_refuses_what_it_cannot_solve(fault, intercepts):
+    make, error, message = EXACT_FAULTS[fault]
+    with pytest.raises(error, match=re.escape(message)):
+        _fast(make(intercepts))
+
+
+def test_a_fit_passed_for_its_model_is_named(intercepts):
+    result = type("Fit", (), {"model": bmb.Model("y ~ 1 + x + (1 | site)", intercepts)})()
+    message = "model must be a bambi.Model (a spec's .build(data)), got Fit: pass its .model"
+    with pytest.raises(TypeError, match=re.escape(message)):
+        _fast(result)
+
+
+@pytest.mark.parametrize("probability", [0, 1, 1.5, -0.1, float("nan"), "0.94"])
+def test_the_interval_probability_must_be_between_0_and_1(probability, intercepts):
+    """probability=0 returned zero-width intervals."""
+    error = TypeError if isinstance(probability, str) else ValueError
+    with pytest.raises(error, match="probability must be"):
+        _fast(bmb.Model("y ~ 1 + x + (1 | site)", intercepts), probability=probability)
+
+
+def test_a_fixed_sigma_is_solved_as_fixed(intercepts):
+    """Bambi takes a constant for sigma; the engine reads it as a fixed scale instead of failing."""
+    model = bmb.Model("y ~ 1 + x + (1 | site)", intercepts, priors={"sigma": 1.5})
+    summary = _fast(model).summary()
+    assert summary.loc["sigma", "mean"] == pytest.approx(1.5) and summary.loc["sigma", "sd"] == 0
+    assert np.isfinite(summary.to_numpy()).all()
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "message"),
+    [
+        (lambda s: bmb.Model("y ~ 0 + x + (0 + x | site)", s, family="t"), ValueError, "exact_priors solves Gaussian"),
+        (lambda s: "a model", TypeError, "model must be a bambi.Model"),
+        (
+            lambda s: bmb.Model(bmb.Formula("y ~ 0 + x + (0 + x | site)", "sigma ~ 0 + site"), s),
+            ValueError,
+            "exact_priors needs one sigma for every observation",
+        ),
+    ],
+)
+def test_exact_priors_refuses_what_the_slope_engine_cannot_solve(make, error, message, sites):
+    with pytest.raises(error, match=re.escape(message)):
+        exact_priors(make(sites))
+
+
+def _tiny_engine(**changes):
+    y = np.array([0.5, 1.5, -0.2, 0.8, 2.0, 1.1])
+    arguments = {
+        "y": y,
+        "fixed_design": np.ones((6, 1)),
+        "fixed_prior_mean": [0.0],
+        "fixed_prior_sd": [1.0],
+        "group_design": np.repeat(np.eye(2), 3, axis=0),
+        "sigma_prior": ScalePrior("halfnormal", 1.0),
+        "tau_prior": ScalePrior("halfnormal", 1.0),
+        "combinations": np.eye(3),
+        "names": ["mu", "a", "b"],
+        "grid_points": 8,
+    }
+    return gaussian_grid_posterior(**(arguments | changes))
+
+
+@pytest.mark.parametrize(
+    ("changes", "error", "message"),
+    [
+        ({"probability": 0}, ValueError, "probability must be strictly between 0 and 1"),
+        ({"probability": 1.5}, ValueError, "probability must be strictly between 0 and 1"),  # was brentq's error
+        ({"passes": 0}, ValueError, "passes must be a whole number >= 1"),  # was an UnboundLocalError
+        ({"sigma_prior": "halfnormal"}, TypeError, "sigma_prior must be a ScalePrior, got 'halfnormal'"),
+        ({"y": [np.nan, 1, 1, 1, 1, 1]}, ValueError, "y must be finite, got nan (entry 0)"),
+        ({"y": []}, ValueError, "y must be a non-empty list of numbers"),
+        ({"fixed_prior_sd": [0.0]}, ValueError, "fixed_prior_sd must be positive, got 0.0"),  # was brentq's error
+        ({"fixed_prior_sd": [-1.0]}, ValueError, "fixed_prior_sd must be positive, got -1.0"),  # was accepted
+        ({"fixed_design": np.ones((5, 1))}, ValueError, "fixed_design must have a row per value of y (6)"),
+        ({"fixed_prior_mean": [0.0, 0.0]}, ValueError, "fixed_prior_mean must have one value per column"),
+        ({"combinations": np.eye(3)[:, :2]}, ValueError, "combinations must have a column per coefficient"),
+        ({"names": ["mu", "a"]}, ValueError, "names must be a list of one name per combination (3)"),  # was accepted
+    ],
+)
+def test_the_general_engine_names_each_bad_argument(changes, error, message):
+    with pytest.raises(error, match=re.escape(message)):
+        _tiny_engine(**changes)

@@ -79,13 +79,21 @@ def finite_column(name: str, data: pd.DataFrame, column: str) -> np.ndarray:
 def array(name: str, values, *, positive: bool = False) -> np.ndarray:
     """A number or array of numbers (not strings or bools), all finite, and with `positive` all > 0."""
     if np.asarray(values).dtype.kind not in "iuf":
-        raise TypeError(f"{name} must be numbers, got {values!r}")
+        raise TypeError(f"{name} must be numbers, got {_shown(values)}")
     values = np.asarray(values, dtype=float)
-    if not np.isfinite(values).all():
-        raise ValueError(f"{name} must be finite, got {values!r}")
-    if positive and not (values > 0).all():
-        raise ValueError(f"{name} must be positive, got {values!r}")
+    for wrong, requirement in ((~np.isfinite(values), "finite"), (positive & ~(values > 0), "positive")):
+        if wrong.any():
+            index = np.argwhere(wrong)[0].tolist()
+            where = f" (entry {index[0] if len(index) == 1 else tuple(index)})" if values.ndim else ""
+            raise ValueError(f"{name} must be {requirement}, got {float(values[wrong][0])!r}{where}")
     return values
+
+
+def instance(name: str, value, kind: type):
+    """`value`, if it is a `kind`."""
+    if not isinstance(value, kind):
+        raise TypeError(f"{name} must be a {kind.__name__}, got {_shown(value)}")
+    return value
 
 
 def _shown(value) -> str:
@@ -282,3 +290,106 @@ def built_priors(model, given: Mapping, model_text: str) -> None:
                     f"{error}. It is Bambi's default prior for {model_text}, scaled by the data's sd: is the "
                     "response (or a predictor) constant?"
                 ) from None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# What the exact engines (`shrinkage`) accept.
+
+EXACT_FIX = "sample it with pooling.fitting.fit instead"
+
+
+def gaussian_model(model, engine: str) -> None:
+    """A Bambi model of the kind `engine` solves exactly: a Gaussian family with the identity link and one sigma
+    (a prior or a constant, not a formula of its own)."""
+    import bambi
+
+    if not isinstance(model, bambi.Model):
+        hint = ": pass its .model" if isinstance(getattr(model, "model", None), bambi.Model) else ""
+        raise TypeError(f"model must be a bambi.Model (a spec's .build(data)), got {type(model).__name__}{hint}")
+    family, parent = model.family.name, model.family.likelihood.parent
+    link = model.family.link[parent].name
+    if family != "gaussian" or link != "identity":
+        raise ValueError(
+            f"{engine} solves Gaussian models with the identity link; {model.formula.main} has family {family!r} "
+            f"(link {link!r}), whose exact posterior it cannot compute: {EXACT_FIX}"
+        )
+    modelled = [name for name, component in model.components.items() if name != parent and hasattr(component, "terms")]
+    if modelled:
+        raise ValueError(
+            f"{engine} needs one {modelled[0]} for every observation; {model.formula.main} gives {modelled[0]} a "
+            f"formula of its own ({'; '.join(model.formula.additionals)}): {EXACT_FIX}"
+        )
+
+
+def varying_intercept_model(model) -> None:
+    """A Bambi model `y ~ 1 + terms + (1 | group)` that `shrinkage.varying_intercept_posterior` solves: Gaussian,
+    an intercept, numeric terms of one column each with Normal priors, and one varying intercept with a
+    Normal(0, tau) prior."""
+    engine = "varying_intercept_posterior"
+    gaussian_model(model, engine)
+    shape = "y ~ 1 + terms + (1 | group) with one group term"
+    formula = model.formula.main
+    component = model.components[model.family.likelihood.parent]
+    groups, common = component.group_specific_terms, component.common_terms
+    if len(groups) != 1:
+        found = f"group terms {list(groups)}" if groups else "no group term: add (1 | group)"
+        raise ValueError(f"the exact engine handles {shape}; {formula} has {found}")
+    if component.intercept_term is None:
+        raise ValueError(f"the exact engine handles {shape}; {formula} has no intercept: write 1 + ...")
+    ((group_name, group_term),) = groups.items()
+    if group_term.kind != "intercept":
+        raise ValueError(
+            f"the exact engine handles {shape}; {formula}'s group term {group_name} is a varying slope, not (1 | group)"
+        )
+    unhandled = [name for name, term in component.terms.items() if name not in common and name not in groups]
+    unhandled = [name for name in unhandled if name != "Intercept"]
+    unhandled += [name for name, term in common.items() if term.kind != "numeric" or np.ndim(term.data) != 1]
+    if unhandled:
+        raise ValueError(
+            f"the exact engine handles numeric terms of one column each; {formula} has {unhandled} (a categorical "
+            f"predictor, a spline or an offset): code it as numeric columns, or {EXACT_FIX}"
+        )
+    priors = {"Intercept": component.intercept_term.prior} | {name: term.prior for name, term in common.items()}
+    for name, prior in priors.items():
+        if prior.name != "Normal":
+            raise ValueError(f"the exact engine needs Normal priors on common terms; {name} has {prior}")
+    deviation = group_term.prior
+    if deviation.name != "Normal" or float(deviation.args["mu"]) != 0:
+        raise ValueError(f"the exact engine needs a Normal(0, tau) prior on {group_name}, which has {deviation}")
+
+
+def grid_settings(probability_value, grid_points, passes) -> tuple[float, int, int]:
+    """The interval probability, the grid points per scale and the passes of a grid engine, checked."""
+    # The grid holds grid_points^2 x groups values: 2000 per scale is far past any accuracy the book needs.
+    return (
+        probability("probability", probability_value),
+        whole_number("grid_points", grid_points, minimum=2, maximum=2000),
+        whole_number("passes", passes, maximum=10),
+    )
+
+
+def gaussian_design(y, fixed_design, prior_mean, prior_sd, group_design, combinations, names) -> None:
+    """The arrays of `shrinkage.gaussian_grid_posterior` fit together: y finite with at least one value, a row of
+    X and of Z per value, a prior mean and a positive prior sd per column of X, a column of `combinations` per
+    coefficient (X's, then Z's) and a name per combination."""
+    y = array("y", y)
+    if y.ndim != 1 or not y.size:
+        raise ValueError(f"y must be a non-empty list of numbers, got an array of shape {y.shape}")
+    fixed, group = array("fixed_design", fixed_design), array("group_design", group_design)
+    for name, design, dimensions in (("fixed_design", fixed, (1, 2)), ("group_design", group, (2,))):
+        if design.ndim not in dimensions or design.shape[0] != len(y):
+            raise ValueError(f"{name} must have a row per value of y ({len(y)}), got an array of shape {design.shape}")
+    columns = 1 if fixed.ndim == 1 else fixed.shape[1]
+    for name, values in (("fixed_prior_mean", prior_mean), ("fixed_prior_sd", prior_sd)):
+        values = array(name, values, positive=name.endswith("sd")).reshape(-1)
+        if len(values) != columns:
+            raise ValueError(f"{name} must have one value per column of fixed_design ({columns}), got {len(values)}")
+    combinations = array("combinations", combinations)
+    coefficients = columns + group.shape[1]
+    if combinations.ndim != 2 or combinations.shape[1] != coefficients:
+        raise ValueError(
+            f"combinations must have a column per coefficient ({columns} fixed + {group.shape[1]} group = "
+            f"{coefficients}), got an array of shape {combinations.shape}"
+        )
+    if isinstance(names, str) or len(names) != len(combinations):
+        raise ValueError(f"names must be a list of one name per combination ({len(combinations)}), got {_shown(names)}")
