@@ -5,7 +5,13 @@ fail loudly to prove it."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import arviz as az
 import bambi as bmb
@@ -13,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pooling import files, fitting
+from pooling import data, files, fitting
 from pooling.data import simulate_sites
 from pooling.fitting import DiagnosticsError, fit
 from pooling.models import RADON_MODELS, TOY_MODELS, ModelSpec
@@ -31,6 +37,7 @@ def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("POOLING_CACHE", str(tmp_path / "cache" / "fits"))
     monkeypatch.delenv("POOLING_CHAPTER", raising=False)
     monkeypatch.delenv(files.NOTICES_VARIABLE, raising=False)
+    monkeypatch.setattr(files, "_SWEPT", set())
     return tmp_path / "cache" / "fits"
 
 
@@ -323,3 +330,79 @@ def _tiny_engine(**changes):
 def test_the_general_engine_names_each_bad_argument(changes, error, message):
     with pytest.raises(error, match=re.escape(message)):
         _tiny_engine(**changes)
+
+
+# ---------------------------------------------------------------- left behind, overwritten, not noticed
+
+
+def _killed_writer(target: Path) -> Path:
+    """Run a process that is killed in the middle of `atomic_write(target)`; return the temporary file it left."""
+    script = (
+        "import os, signal; from pathlib import Path; from pooling.files import atomic_write\n"
+        "def write(path):\n    path.write_text('half a fi')\n    os.kill(os.getpid(), signal.SIGKILL)\n"
+        f"atomic_write(Path({str(target)!r}), write)\n"
+    )
+    assert subprocess.run([sys.executable, "-c", script], env=os.environ).returncode == -signal.SIGKILL
+    (partial,) = target.parent.glob(f".{target.name}.*.partial")
+    return partial
+
+
+def _age(path: Path, seconds: float) -> None:
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+
+
+def test_what_a_killed_writer_left_in_the_fit_cache_is_swept(sites, cache, monkeypatch, capsys):
+    cache.mkdir(parents=True)
+    left = _killed_writer(cache / "toy_pooled-0123456789abcdef.nc")
+    recent = _killed_writer(cache / "toy_pooled-fedcba9876543210.nc")
+    _age(left, 2 * files.STALE_PARTIAL_SECONDS)
+    # A write in progress: this process's own temporary file, however old, is never touched.
+    running = cache / f".toy_pooled-0000.nc.{os.getpid()}.abcdefgh.partial"
+    running.write_text("being written")
+    _age(running, 2 * files.STALE_PARTIAL_SECONDS)
+    monkeypatch.setattr(fitting, "_sample", _fake_sampler())
+    fit(POOLED, sites, demonstrates_failure=True)
+    assert not left.exists()
+    assert recent.exists() and running.exists()  # too recent to be sure its writer is gone; a live writer
+    assert f"Removed 1 temporary file(s) left in {cache} by a killed process." in capsys.readouterr().err
+    assert len(list(cache.glob("toy_pooled-*.nc"))) == 1  # the fit itself was cached
+
+
+def test_partials_without_a_pid_are_swept_by_age_alone(tmp_path):
+    old, new = tmp_path / ".ledger.json.k2j4h5g6.partial", tmp_path / ".page.html.a1b2c3d4.partial"
+    for partial in (old, new):
+        partial.write_text("x")
+    _age(old, 2 * files.STALE_PARTIAL_SECONDS)
+    assert files.sweep_partials(tmp_path) == [old]
+    assert new.exists() and not old.exists()
+
+
+def test_a_second_unreadable_ledger_does_not_overwrite_the_first(tmp_path, monkeypatch, capsys):
+    ledger = tmp_path / "ledger.json"
+    for text in ("{first, cut sh", "[second]"):
+        ledger.write_text(text)
+        assert fitting.read_ledger(ledger) == {}
+    assert (tmp_path / "ledger.json.unreadable").read_text() == "{first, cut sh"
+    assert (tmp_path / "ledger.json.unreadable-2").read_text() == "[second]"
+    assert "(moved to ledger.json.unreadable-2)" in capsys.readouterr().err
+
+
+@pytest.fixture
+def verified_files(tmp_path):
+    folder = tmp_path / "verified"
+    folder.mkdir()
+    for name, path in data.fetch_radon_files().items():
+        (folder / name).write_bytes(path.read_bytes())
+    return folder
+
+
+def test_bad_copies_moved_aside_in_the_same_second_are_both_kept(tmp_path, verified_files, monkeypatch):
+    monkeypatch.setattr(data.time, "strftime", lambda form: "20240101-120000")  # both in one second
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for damage in (b"first damage", b"second damage"):
+        (raw / "cty.dat").write_bytes(damage)
+        data.fetch_radon_files(raw, mirror=str(verified_files), url=None)
+    assert (raw / "cty.dat.bad-20240101-120000").read_bytes() == b"first damage"
+    assert (raw / "cty.dat.bad-20240101-120000-2").read_bytes() == b"second damage"

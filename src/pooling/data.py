@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from pooling import checks
-from pooling.files import atomic_write, notify
+from pooling.files import atomic_write, move_aside, notify
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 RAW_DIR = PROJECT_ROOT / "data" / "raw"
@@ -116,13 +116,6 @@ def _verify(path: Path, name: str, source: str) -> None:
         )
 
 
-def _move_aside(target: Path) -> Path:
-    """Rename a bad local copy (a corrupt file, or a folder where a file belongs) out of the way, keeping it."""
-    aside = target.with_name(f"{target.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}")
-    target.replace(aside)
-    return aside
-
-
 def _copy_verified(name: str, source: str, target: Path) -> None:
     """Copy (a path) or download (a URL) `source` into `target`, only if its checksum is the documented one."""
 
@@ -163,7 +156,7 @@ def fetch_radon_files(raw_dir: Path = RAW_DIR, mirror: str | None = None, url: s
             continue
         if target.exists() or target.is_symlink():
             problem = "a folder, not a file" if target.is_dir() else "corrupt or not the documented copy"
-            aside = _move_aside(target)
+            aside = move_aside(target, f"bad-{time.strftime('%Y%m%d-%H%M%S')}")  # kept, never overwritten
             notify(f"{target} was {problem}: moved it to {aside.name} and fetching a verified copy.")
         raw_dir.mkdir(parents=True, exist_ok=True)
         sources = ([str(Path(mirror) / name)] if mirror else []) + ([url + name] if url else [])

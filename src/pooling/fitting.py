@@ -22,7 +22,16 @@ import xarray as xr
 
 from pooling import checks
 from pooling.data import PROJECT_ROOT
-from pooling.files import WriteError, atomic_write, atomic_write_text, describe_write_error, has_free_space, notify
+from pooling.files import (
+    WriteError,
+    atomic_write,
+    atomic_write_text,
+    describe_write_error,
+    has_free_space,
+    move_aside,
+    notify,
+    sweep_partials_once,
+)
 from pooling.models import ModelSpec, PymcModel
 
 SEED = 20200624  # the day the original notebook was posted
@@ -352,6 +361,8 @@ def fit(
     path = cache_dir() / f"{spec.name}-{key[:16]}.nc"
     meta_path = path.with_suffix(".json")
 
+    if use_cache:
+        sweep_partials_once(path.parent)  # what a process killed while writing a fit left there
     cached = _load(path, meta_path, key) if use_cache else None
     if cached is not None:
         idata, meta = cached
@@ -466,10 +477,8 @@ def read_ledger(path: Path | None = None) -> dict:
         ledger = error
     if isinstance(ledger, dict) and all(isinstance(entry, dict) and "chapter" in entry for entry in ledger.values()):
         return ledger
-    aside = path.with_name(f"{path.name}.unreadable")
     try:
-        path.replace(aside)
-        where = f"moved to {aside.name}"
+        where = f"moved to {move_aside(path, 'unreadable').name}"
     except OSError:
         where = "left in place"
     notify(f"Warning: the ledger of fits {path} is unreadable ({where}); its chapters will run again.")
