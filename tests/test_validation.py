@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from pooling import data, files, fitting
-from pooling.data import simulate_sites
+from pooling.data import DataError, simulate_sites
 from pooling.fitting import DiagnosticsError, fit
 from pooling.models import RADON_MODELS, TOY_MODELS, ModelSpec
 from pooling.shrinkage import ScalePrior, exact_priors, gaussian_grid_posterior, varying_intercept_posterior
@@ -406,3 +406,64 @@ def test_bad_copies_moved_aside_in_the_same_second_are_both_kept(tmp_path, verif
         data.fetch_radon_files(raw, mirror=str(verified_files), url=None)
     assert (raw / "cty.dat.bad-20240101-120000").read_bytes() == b"first damage"
     assert (raw / "cty.dat.bad-20240101-120000-2").read_bytes() == b"second damage"
+
+
+def test_a_raw_dir_that_does_not_exist_is_refused_not_created(tmp_path):
+    typo = tmp_path / "dtaa" / "raw"
+    with pytest.raises(ValueError, match=re.escape(f"raw_dir {typo} does not exist: create it and put srrs2.dat")):
+        data.radon_minnesota(raw_dir=typo)
+    assert not typo.exists() and not typo.parent.exists()
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        data.county_uranium(raw_dir=tmp_path / "a-file")
+
+
+def test_an_existing_raw_dir_and_the_default_are_used(verified_files, monkeypatch):
+    assert len(data.radon_minnesota(raw_dir=verified_files)) == 919
+    assert data._raw_folder(str(data.RAW_DIR)) == data.RAW_DIR  # the default is made on first use, not refused
+
+
+def _failing_fetch(*args, **kwargs):
+    raise DataError("srrs2.dat is not in data/raw and could not be fetched. To fix it, run `python -m pooling.data`.")
+
+
+def test_the_data_command_fails_with_its_message_alone(monkeypatch, capsys):
+    monkeypatch.delenv(files.DEBUG_VARIABLE, raising=False)
+    monkeypatch.setattr(data, "fetch_radon_files", _failing_fetch)
+    assert data.main([]) == 1
+    captured = capsys.readouterr()
+    assert captured.err == "python -m pooling.data: srrs2.dat is not in data/raw and could not be fetched. To fix " + (
+        "it, run `python -m pooling.data`.\n"
+    )
+    assert captured.out == ""
+    with pytest.raises(DataError):
+        data.main(["--debug"])
+    monkeypatch.setenv(files.DEBUG_VARIABLE, "1")
+    with pytest.raises(DataError):
+        data.main([])
+
+
+def test_the_data_command_run_as_users_run_it(tmp_path):
+    """`python -m pooling.data` in a copy of the project with no survey files, no mirror and no network: one line on
+    standard error, exit status 1; with POOLING_DEBUG=1, the traceback."""
+    import shutil
+
+    project = tmp_path / "project"
+    shutil.copytree(Path(data.__file__).parent, project / "src" / "pooling")
+    (tmp_path / "empty").mkdir()
+    environment = os.environ | {
+        "PYTHONPATH": str(project / "src"),
+        "RADON_MIRROR": str(tmp_path / "empty"),
+        "https_proxy": "http://127.0.0.1:9",  # a closed port: the download fails at once
+        "HTTPS_PROXY": "http://127.0.0.1:9",
+    }
+    environment.pop(files.DEBUG_VARIABLE, None)
+    command = [sys.executable, "-m", "pooling.data"]
+    quiet = subprocess.run(command, env=environment, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert quiet.returncode == 1, quiet.stderr
+    notice, message = quiet.stderr.splitlines()  # the mirror's failure as it happened, then the error
+    assert notice.startswith(f"srrs2.dat is missing from the mirror folder {tmp_path / 'empty'}")
+    assert message.startswith(f"python -m pooling.data: srrs2.dat is not in {project / 'data' / 'raw'}")
+    assert "Traceback" not in quiet.stderr
+    loud = subprocess.run(command, env=environment | {files.DEBUG_VARIABLE: "1"}, capture_output=True, text=True)
+    assert loud.returncode == 1 and "Traceback" in loud.stderr and "DataError" in loud.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numbers
 import re
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -100,6 +101,17 @@ def _shown(value) -> str:
     """A value for an error message: its repr, cut short, so a message stays a line or two."""
     text = repr(value)
     return text if len(text) <= 80 else f"{text[:60]}… ({type(value).__name__})"
+
+
+def folder(name: str, path, fix: str) -> Path:
+    """`path` as a Path to an existing folder; `fix` says what to do instead (a typo must not create a new folder)."""
+    if not isinstance(path, str | Path):
+        raise TypeError(f"{name} must be a path to a folder, got {_shown(path)}")
+    path = Path(path)
+    if not path.is_dir():
+        problem = "is a file, not a folder" if path.exists() else "does not exist"
+        raise ValueError(f"{name} {path} {problem}: {fix}")
+    return path
 
 
 def slope_groups(statistics: pd.DataFrame, minimum_points: int) -> None:

@@ -24,6 +24,7 @@ PARTIAL_SUFFIX = ".partial"
 # writer's pid is in the name; the age guards against a writer in another pid namespace sharing the folder (and
 # against a reused pid that is running again the guard is the pid: such a file waits for the next sweep).
 STALE_PARTIAL_SECONDS = 3600
+DEBUG_VARIABLE = "POOLING_DEBUG"  # set to 1: a command that fails shows its traceback, not only its message
 
 
 class WriteError(OSError):
@@ -133,6 +134,12 @@ def move_aside(path: Path, suffix: str) -> Path:
             path.replace(aside)
             return aside
         number += 1
+
+
+def debugging(flag: bool = False) -> bool:
+    """Whether a command should show a failure's traceback: its `--debug` flag, or POOLING_DEBUG=1 in the
+    environment."""
+    return flag or os.environ.get(DEBUG_VARIABLE, "").strip() not in ("", "0")
 
 
 def atomic_write_text(path: Path, text: str) -> None:
