@@ -69,6 +69,7 @@ ZERO_HYPERPRIOR = ModelSpec(
     {"x|site": bmb.Prior("Normal", mu=0, sigma=bmb.Prior("HalfNormal", sigma=0))},
 )
 # The pooled model's priors on a formula without `x`: Bambi dropped the prior on `x` and used its default.
+NORMAL = bmb.Prior("Normal", mu=0, sigma=1)
 PRIOR_OFF_THE_FORMULA = dataclasses.replace(POOLED, name="unpooled_with_pooled_priors", formula="y ~ 0 + x:site")
 
 FIT_FAULTS = {
@@ -113,6 +114,30 @@ FIT_FAULTS = {
         lambda sites: (POOLED, sites, {"target_accept": 1.5}),
         ValueError,
         "target_accept must be strictly between 0 and 1 (the sampler's target acceptance rate",
+    ),
+    "words as the response": (
+        lambda sites: (POOLED, sites.assign(y=np.where(sites["y"] > 0, "high", "low")), {}),
+        TypeError,
+        "data['y'] (the response of model 'toy_pooled' (y ~ 0 + x)) holds categories",
+    ),
+    "a constant given for a term": (
+        lambda sites: (ModelSpec("constant", "y ~ 0 + x", {"x": 1.5}), sites, {}),
+        TypeError,
+        "the prior on 'x' is 1.5: only a parameter of the gaussian family (sigma) takes a constant",
+    ),
+    "a group term's prior without a prior on its sd": (
+        lambda sites: (ModelSpec("no_hyperprior", "y ~ 0 + x + (0 + x | site)", {"x|site": NORMAL}), sites, {}),
+        ValueError,
+        "the prior on 'x|site', Normal(mu: 0.0, sigma: 1.0), needs a prior on its sigma",
+    ),
+    "a predictor constant within a group (Bambi's default prior gets scale inf)": (
+        lambda sites: (
+            ModelSpec("unpooled", "y ~ 0 + x:site"),
+            sites.assign(x=sites["x"].where(sites["site"] == "site 1", 0.0)),
+            {},
+        ),
+        ValueError,
+        "sigma: [14.1904     inf]), has sigma[1]=inf: a Normal's sigma must be finite. It is Bambi's default prior",
     ),
     "a constant response (Bambi's default priors get scale 0)": (
         lambda sites: (ModelSpec("defaults", "y ~ 0 + x"), sites.assign(y=1.0), {}),
@@ -293,6 +318,9 @@ def test_exact_priors_refuses_what_the_slope_engine_cannot_solve(make, error, me
         exact_priors(make(sites))
 
 
+FLOATING_POINT = "data: the exact posterior cannot be computed in floating point"
+
+
 def _tiny_engine(**changes):
     y = np.array([0.5, 1.5, -0.2, 0.8, 2.0, 1.1])
     arguments = {
@@ -330,6 +358,13 @@ def _tiny_engine(**changes):
 def test_the_general_engine_names_each_bad_argument(changes, error, message):
     with pytest.raises(error, match=re.escape(message)):
         _tiny_engine(**changes)
+
+
+def test_a_y_that_barely_varies_is_named_not_a_linalg_error():
+    """Found by the property test: a Cholesky factor lost to rounding raised numpy's LinAlgError."""
+    barely = {"y": [0.0, 4e-33], "fixed_design": [[0.0, 0.0], [1.0, 1.0]], "group_design": np.ones((2, 1))}
+    with pytest.raises(ValueError, match=re.escape(FLOATING_POINT)):
+        _tiny_engine(**barely, fixed_prior_mean=[0.0, 0.0], fixed_prior_sd=[1.0, 1.0])
 
 
 # ---------------------------------------------------------------- left behind, overwritten, not noticed

@@ -79,15 +79,29 @@ def finite_column(name: str, data: pd.DataFrame, column: str) -> np.ndarray:
 
 def array(name: str, values, *, positive: bool = False) -> np.ndarray:
     """A number or array of numbers (not strings or bools), all finite, and with `positive` all > 0."""
-    if np.asarray(values).dtype.kind not in "iuf":
+    try:
+        kind = np.asarray(values).dtype.kind
+    except ValueError:  # lists of different lengths
+        kind = "ragged"
+    if kind not in "iuf":
         raise TypeError(f"{name} must be numbers, got {_shown(values)}")
     values = np.asarray(values, dtype=float)
-    for wrong, requirement in ((~np.isfinite(values), "finite"), (positive & ~(values > 0), "positive")):
-        if wrong.any():
-            index = np.argwhere(wrong)[0].tolist()
-            where = f" (entry {index[0] if len(index) == 1 else tuple(index)})" if values.ndim else ""
-            raise ValueError(f"{name} must be {requirement}, got {float(values[wrong][0])!r}{where}")
+    violation = _first_violation(values, positive)
+    if violation:
+        requirement, index, value = violation
+        where = f" (entry {index[0] if len(index) == 1 else tuple(index)})" if index else ""
+        raise ValueError(f"{name} must be {requirement}, got {value!r}{where}")
     return values
+
+
+def _first_violation(values: np.ndarray, positive: bool) -> tuple[str, list, float] | None:
+    """The first requirement ("finite", then with `positive` "positive") an entry of `values` breaks, that entry's
+    index (empty for a number) and its value; None if all entries meet them."""
+    for wrong, requirement in ((~np.isfinite(values), "finite"), (positive & ~(values > 0), "positive")):
+        if np.any(wrong):
+            index = np.argwhere(wrong)[0].tolist()
+            return requirement, index, float(values[tuple(index)])
+    return None
 
 
 def instance(name: str, value, kind: type):
@@ -150,6 +164,10 @@ def formula_columns(spec) -> list[str]:
     return sorted(names, key=lambda name: (text.find(name), name))
 
 
+# Bambi families whose response is a category, not a number.
+CATEGORY_FAMILIES = {"bernoulli", "categorical", "cumulative", "sratio"}
+
+
 def described(spec) -> str:
     """A model spec for an error message: its name and formula."""
     return f"model {spec.name!r} ({spec.formula}{'; ' + spec.distributional if spec.distributional else ''})"
@@ -190,8 +208,15 @@ def model_data(data, spec) -> pd.DataFrame:
                     f"levels. Convert it: data[{column!r}] = pd.to_numeric(data[{column!r}]) "
                     "(or make it a pd.Categorical if you mean categories)."
                 )
+        numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+        if column == response and not numeric and spec.family not in CATEGORY_FAMILIES:
+            raise TypeError(
+                f"data[{column!r}] ({role}) holds categories (dtype {values.dtype}, e.g. {values.iloc[0]!r}), but a "
+                f"{spec.family!r} family models numbers: convert it, or use a family for categories, such as "
+                "'bernoulli' or 'categorical'"
+            )
         absent = values.isna().to_numpy()
-        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        if numeric:
             absent = absent | ~np.isfinite(values.to_numpy(dtype=float, na_value=np.nan))
         if absent.any():
             first, count = int(np.argmax(absent)), int(absent.sum())
@@ -210,21 +235,44 @@ POSITIVE_PRIOR_ARGUMENTS = {"sigma", "tau", "beta", "lam", "nu", "b", "s", "eta"
 REAL_PRIOR_ARGUMENTS = {("Cauchy", "alpha"), ("SkewNormal", "alpha"), ("Wald", "alpha")}
 
 
-def priors(priors) -> None:
+def priors(priors, family: str = "gaussian") -> None:
     """Every prior of a model spec is one a sampler can draw from: its numbers finite, positive where the
-    distribution needs it (POSITIVE_PRIOR_ARGUMENTS) and lower below upper, down to its hyperpriors.
+    distribution needs it (POSITIVE_PRIOR_ARGUMENTS) and lower below upper, down to its hyperpriors; a group term's
+    sd has a prior of its own; only a parameter of the Bambi `family` (sigma) is given as a constant.
 
     `priors` maps a term (or a family parameter such as "sigma") to a `bambi.Prior`, a constant (a fixed sigma)
     or, for a parameter with its own formula, a mapping of that formula's terms to priors.
     """
     if not isinstance(priors, Mapping):
         raise TypeError(f"priors must map terms to bambi.Prior, got {_shown(priors)}")
+    parameters = _family_parameters(family)
     for term, prior in priors.items():
         if isinstance(prior, Mapping):
             for inner, inner_prior in prior.items():
                 _prior(f"{term}: {inner}", inner_prior, inner_prior, "")
-        else:
-            _prior(term, prior, prior, "")
+            continue
+        is_prior = hasattr(prior, "args")
+        if not is_prior and parameters is not None and term not in parameters:
+            raise TypeError(
+                f"the prior on {term!r} is {_shown(prior)}: only a parameter of the {family} family "
+                f"({', '.join(sorted(parameters))}) takes a constant; give {term!r} a bambi.Prior"
+            )
+        if is_prior and "|" in str(term) and not any(hasattr(value, "args") for value in prior.args.values()):
+            raise ValueError(
+                f"the prior on {term!r}, {prior}, needs a prior on its sigma (the sd of a group term is a parameter), "
+                "e.g. bmb.Prior('Normal', mu=0, sigma=bmb.Prior('HalfNormal', sigma=1))"
+            )
+        _prior(term, prior, prior, "")
+
+
+def _family_parameters(family) -> set[str] | None:
+    """The parameters of a built-in Bambi family besides its mean (sigma, nu, ...); None for any other family."""
+    from bambi.defaults import get_builtin_family
+
+    try:
+        return set(get_builtin_family(family).auxiliary_parameters)
+    except Exception:  # noqa: BLE001 (a custom family object, or a name Bambi will refuse itself)
+        return None
 
 
 def _prior(term: str, whole, prior, path: str) -> None:
@@ -237,22 +285,22 @@ def _prior(term: str, whole, prior, path: str) -> None:
             if not np.all(np.asarray(arguments["lower"], float) < np.asarray(arguments["upper"], float)):
                 raise ValueError(f"the prior on {term!r}, {whole}, needs lower < upper")
         return
-    if hasattr(prior, "owner") or prior is None:  # a PyTensor variable, or an argument left to the distribution
+    if hasattr(prior, "owner"):  # a PyTensor variable
         return
     if np.asarray(prior).dtype.kind not in "iuf":
         label = f"the prior on {term!r}, {whole}, has {path}=" if path else f"the prior on {term!r} is "
         raise TypeError(f"{label}{_shown(prior)}, not a number")
-    values = np.asarray(prior, float)
-    shown = _shown(float(values) if values.ndim == 0 else prior)
-    label = f"the prior on {term!r}, {whole}, has {path}={shown}" if path else f"the prior on {term!r} is {shown}"
-    if not np.isfinite(values).all():
-        raise ValueError(f"{label}: it must be finite")
     argument = path.rsplit(".", 1)[-1] if path else term
     distribution = getattr(_owner(whole, path), "name", None)
-    if argument in POSITIVE_PRIOR_ARGUMENTS and (distribution, argument) not in REAL_PRIOR_ARGUMENTS:
-        if not (values > 0).all():
-            kind = f"a {distribution}'s {argument}" if distribution else argument
-            raise ValueError(f"{label}: {kind} must be positive (a scale, a rate or a shape); give a positive value")
+    positive = argument in POSITIVE_PRIOR_ARGUMENTS and (distribution, argument) not in REAL_PRIOR_ARGUMENTS
+    violation = _first_violation(np.asarray(prior, float), positive)
+    if violation:
+        requirement, index, value = violation
+        entry = f"[{', '.join(map(str, index))}]" if index else ""
+        label = f"the prior on {term!r}, {whole}, has {path}{entry}" if path else f"the prior on {term!r}{entry} is"
+        kind = f"a {distribution}'s {argument}" if distribution else argument
+        fix = " (a scale, a rate or a shape); give a positive value" if requirement == "positive" else ""
+        raise ValueError(f"{label}{'=' if path else ' '}{value!r}: {kind} must be {requirement}{fix}")
 
 
 def _owner(whole, path: str):
@@ -300,7 +348,7 @@ def built_priors(model, given: Mapping, model_text: str) -> None:
                     raise
                 raise ValueError(
                     f"{error}. It is Bambi's default prior for {model_text}, scaled by the data's sd: is the "
-                    "response (or a predictor) constant?"
+                    "response, or a predictor within some group, constant?"
                 ) from None
 
 
@@ -403,5 +451,9 @@ def gaussian_design(y, fixed_design, prior_mean, prior_sd, group_design, combina
             f"combinations must have a column per coefficient ({columns} fixed + {group.shape[1]} group = "
             f"{coefficients}), got an array of shape {combinations.shape}"
         )
-    if isinstance(names, str) or len(names) != len(combinations):
+    if (
+        not isinstance(names, list | tuple | np.ndarray | pd.Index)
+        or len(names) != len(combinations)
+        or not all(isinstance(name, str) for name in names)
+    ):
         raise ValueError(f"names must be a list of one name per combination ({len(combinations)}), got {_shown(names)}")

@@ -342,7 +342,7 @@ def fit(
         raise TypeError(f"spec must be a ModelSpec, got {type(spec).__name__}")
     # Everything is checked before the model is sampled: a bad argument costs no sampling and names itself.
     data = checks.model_data(data, spec)
-    checks.priors(spec.priors)
+    checks.priors(spec.priors, spec.family)
     if not isinstance(sampler, str) or not sampler:
         raise TypeError(f"sampler must be the name of a Bambi inference method, e.g. 'nutpie', got {sampler!r}")
     given = {"draws": draws, "tune": tune, "chains": chains, "target_accept": target_accept}

@@ -256,6 +256,12 @@ def _mass_range(values, mass, tail=1e-10, margin=2):
     return values[first], values[last]
 
 
+FLOATING_POINT_FAILURE = (
+    "data: the exact posterior cannot be computed in floating point: y barely varies, or y, the designs and the "
+    "priors differ in scale by many orders of magnitude; rescale them toward 1"
+)
+
+
 def _mixture_interval(cell, means, sds, probability, mass_kept=1 - 1e-7):
     """Central interval of each group's slope: a mixture of normals over the grid cells that carry the mass."""
     order = np.argsort(cell.ravel())[::-1]
@@ -269,7 +275,12 @@ def _mixture_interval(cell, means, sds, probability, mass_kept=1 - 1e-7):
         tolerance = 1e-7 * float(sd.min())  # relative to the slope's own scale, which may be far from 1
 
         def quantile(level, mean=mean, sd=sd, bracket=bracket, tolerance=tolerance):
-            return optimize.brentq(lambda x: weights @ special.ndtr((x - mean) / sd) - level, *bracket, xtol=tolerance)
+            try:
+                return optimize.brentq(
+                    lambda x: weights @ special.ndtr((x - mean) / sd) - level, *bracket, xtol=tolerance
+                )
+            except (ValueError, RuntimeError):  # a mean so large against its sd that rounding hides the sd
+                raise ValueError(FLOATING_POINT_FAILURE) from None
 
         low.append(quantile(tail))
         high.append(quantile(1 - tail))
@@ -606,9 +617,10 @@ def gaussian_grid_posterior(
         cell /= cell.sum()
         sigma_range, tau_range = _mass_range(sigma, cell.sum(1)), _mass_range(tau, cell.sum(0))
     mean = np.einsum("st,stk->k", cell, means)
-    second_moment = np.einsum("st,stk->k", cell, variances + means**2)
+    # Var = E(Var | cell) + Var(E | cell): not E(x^2) - E(x)^2, which cancels to nonsense when the mean dwarfs the sd
+    spread = np.einsum("st,stk->k", cell, variances + (means - mean) ** 2)
     low, high = _mixture_interval(cell, means, np.sqrt(variances), probability)
-    return GaussianGridPosterior(list(names), mean, np.sqrt(second_moment - mean**2), low, high, sigma, tau, cell)
+    return GaussianGridPosterior(list(names), mean, np.sqrt(spread), low, high, sigma, tau, cell)
 
 
 def _conditional_gaussians(cross, prior, sigma, tau, combinations):
@@ -637,7 +649,10 @@ def _conditional_gaussians(cross, prior, sigma, tau, combinations):
     schur = cross["xx_free"] / noise_variance[..., None] + np.diag(prior_sd**-2) + per_group.sum(axis=2)
     shift_b = cross["xy"] / noise_variance + prior_mean / prior_sd**2
     shift_u = cross["zy"] / noise_variance
-    cholesky = np.linalg.cholesky(schur)
+    try:
+        cholesky = np.linalg.cholesky(schur)
+    except np.linalg.LinAlgError:  # lost to rounding: sigma far below the scale of the designs and the priors
+        raise ValueError(FLOATING_POINT_FAILURE) from None
     mean_b = np.linalg.solve(schur, (shift_b - np.einsum("stpj,stj->stp", b, shift_u / d))[..., None])[..., 0]
     mean_u = (shift_u - np.einsum("stpj,stp->stj", b, mean_b)) / d
     log_det_precision = np.log(d).sum(-1) + 2 * np.log(np.diagonal(cholesky, axis1=-2, axis2=-1)).sum(-1)
