@@ -170,6 +170,12 @@ def test_a_hand_written_model_names_the_column_it_lacks(no_sampling):
         fit(spec, radon)
 
 
+def test_priors_given_to_a_hand_written_model_are_refused_not_ignored(no_sampling):
+    spec = dataclasses.replace(RADON_MODELS["radon_three_levels"], priors={"floor": bmb.Prior("Normal", mu=0, sigma=9)})
+    with pytest.raises(ValueError, match=re.escape("priors ['floor'] would be ignored: model 'radon_three_levels' (")):
+        fit(spec, pd.DataFrame({"log_radon": [1.0, 2.0], "floor": [0, 1]}))
+
+
 def test_every_model_of_the_book_passes_the_checks_and_reaches_the_sampler(no_sampling):
     """No false alarm: each catalogue model, on its own data, gets through to sampling."""
     from pooling.data import radon_all_states, radon_minnesota, two_sites

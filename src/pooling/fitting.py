@@ -422,6 +422,11 @@ TARGET_ACCEPT_EXAMPLE = "the sampler's target acceptance rate: 0.8 by default, 0
 def _build(spec: ModelSpec, data: pd.DataFrame):
     """`spec.build(data)`, after `checks.model_data`: a hand-written model's missing column is named here (its
     columns are known only when it asks for them), and a Bambi model's priors must each name one of its terms."""
+    if spec.builder is not None and spec.priors:
+        raise ValueError(
+            f"priors {list(spec.priors)} would be ignored: {checks.described(spec)} is written by hand in PyMC, and "
+            "its builder sets its priors; change them there"
+        )
     try:
         model = spec.build(data)
     except KeyError as error:
