@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
 import shutil
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -13,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from pooling import checks
-from pooling.files import atomic_write, notify
+from pooling.files import atomic_write, debugging, move_aside, notify
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 RAW_DIR = PROJECT_ROOT / "data" / "raw"
@@ -116,13 +118,6 @@ def _verify(path: Path, name: str, source: str) -> None:
         )
 
 
-def _move_aside(target: Path) -> Path:
-    """Rename a bad local copy (a corrupt file, or a folder where a file belongs) out of the way, keeping it."""
-    aside = target.with_name(f"{target.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}")
-    target.replace(aside)
-    return aside
-
-
 def _copy_verified(name: str, source: str, target: Path) -> None:
     """Copy (a path) or download (a URL) `source` into `target`, only if its checksum is the documented one."""
 
@@ -163,7 +158,7 @@ def fetch_radon_files(raw_dir: Path = RAW_DIR, mirror: str | None = None, url: s
             continue
         if target.exists() or target.is_symlink():
             problem = "a folder, not a file" if target.is_dir() else "corrupt or not the documented copy"
-            aside = _move_aside(target)
+            aside = move_aside(target, f"bad-{time.strftime('%Y%m%d-%H%M%S')}")  # kept, never overwritten
             notify(f"{target} was {problem}: moved it to {aside.name} and fetching a verified copy.")
         raw_dir.mkdir(parents=True, exist_ok=True)
         sources = ([str(Path(mirror) / name)] if mirror else []) + ([url + name] if url else [])
@@ -188,6 +183,15 @@ def fetch_radon_files(raw_dir: Path = RAW_DIR, mirror: str | None = None, url: s
             )
         paths[name] = target
     return paths
+
+
+def _raw_folder(raw_dir) -> Path:
+    """The folder a loader reads the survey files from: the default data/raw/ is made on first use, any other must
+    exist, so a typo in a path is refused rather than filled with a new copy of the survey."""
+    if isinstance(raw_dir, str | Path) and Path(raw_dir).resolve() == RAW_DIR:
+        return RAW_DIR
+    fix = "create it and put srrs2.dat and cty.dat in it (data/README.md), or leave raw_dir out to use data/raw/"
+    return checks.folder("raw_dir", raw_dir, fix)
 
 
 def _read_table(path: Path, required: list[str]) -> pd.DataFrame:
@@ -215,6 +219,7 @@ def _log_radon_transform(log_radon: str):
 
 def county_uranium(raw_dir: Path = RAW_DIR) -> pd.DataFrame:
     """Every county of cty.dat, measured or not: fips, state, county_name and uranium (ppm), one row per FIPS."""
+    raw_dir = _raw_folder(raw_dir)
     counties = _read_table(fetch_radon_files(raw_dir)["cty.dat"], ["stfips", "ctfips", "st", "cty", "Uppm"])
     return pd.DataFrame(
         {
@@ -239,6 +244,7 @@ def radon_survey(raw_dir: Path = RAW_DIR, log_radon: str = "book") -> pd.DataFra
     keeps a missing log_uranium.
     """
     transform = _log_radon_transform(log_radon)  # checked before any file is touched
+    raw_dir = _raw_folder(raw_dir)
     paths = fetch_radon_files(raw_dir)
     columns = ["idnum", "state", "state2", "stfips", "cntyfips", "county", "floor", "activity"]
     homes = _read_table(paths["srrs2.dat"], columns)
@@ -339,6 +345,25 @@ def subsample_groups(data: pd.DataFrame, sizes: dict, group: str = "site", seed:
     return data.drop(index=dropped).reset_index(drop=True)
 
 
+def main(argv=None) -> int:
+    """`python -m pooling.data`: fetch and verify the survey files into data/raw/ (from RADON_MIRROR, else the web).
+
+    A failure prints its message alone and exits with status 1; `--debug` or POOLING_DEBUG=1 shows the traceback.
+    """
+    parser = argparse.ArgumentParser(description="Fetch and verify the radon survey files into data/raw/.")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of a failure (or POOLING_DEBUG=1)")
+    args = parser.parse_args(argv)
+    try:
+        fetched = fetch_radon_files()
+    except (DataError, OSError) as error:
+        if debugging(args.debug):
+            raise
+        print(f"python -m pooling.data: {error}", file=sys.stderr)
+        return 1
+    for path in fetched.values():
+        print(f"verified {path}")
+    return 0
+
+
 if __name__ == "__main__":
-    for fetched in fetch_radon_files().values():
-        print(f"verified {fetched}")
+    sys.exit(main())

@@ -22,7 +22,16 @@ import xarray as xr
 
 from pooling import checks
 from pooling.data import PROJECT_ROOT
-from pooling.files import WriteError, atomic_write, atomic_write_text, describe_write_error, has_free_space, notify
+from pooling.files import (
+    WriteError,
+    atomic_write,
+    atomic_write_text,
+    describe_write_error,
+    has_free_space,
+    move_aside,
+    notify,
+    sweep_partials_once,
+)
 from pooling.models import ModelSpec, PymcModel
 
 SEED = 20200624  # the day the original notebook was posted
@@ -331,8 +340,9 @@ def fit(
     """
     if not isinstance(spec, ModelSpec):
         raise TypeError(f"spec must be a ModelSpec, got {type(spec).__name__}")
-    if not isinstance(data, pd.DataFrame) or data.empty:
-        raise TypeError(f"data must be a non-empty pandas DataFrame, got {type(data).__name__}")
+    # Everything is checked before the model is sampled: a bad argument costs no sampling and names itself.
+    data = checks.model_data(data, spec)
+    checks.priors(spec.priors, spec.family)
     if not isinstance(sampler, str) or not sampler:
         raise TypeError(f"sampler must be the name of a Bambi inference method, e.g. 'nutpie', got {sampler!r}")
     given = {"draws": draws, "tune": tune, "chains": chains, "target_accept": target_accept}
@@ -343,14 +353,16 @@ def fit(
         "draws": checks.whole_number("draws", chosen["draws"]),
         "tune": checks.whole_number("tune", chosen["tune"], minimum=0),
         "chains": checks.whole_number("chains", chosen["chains"]),
-        "target_accept": checks.probability("target_accept", chosen["target_accept"]),
+        "target_accept": checks.probability("target_accept", chosen["target_accept"], TARGET_ACCEPT_EXAMPLE),
     }
     seed = checks.whole_number("seed", seed, minimum=0)
-    model = spec.build(data)
+    model = _build(spec, data)
     key = cache_key(spec, data, sampler, settings, seed)
     path = cache_dir() / f"{spec.name}-{key[:16]}.nc"
     meta_path = path.with_suffix(".json")
 
+    if use_cache:
+        sweep_partials_once(path.parent)  # what a process killed while writing a fit left there
     cached = _load(path, meta_path, key) if use_cache else None
     if cached is not None:
         idata, meta = cached
@@ -397,8 +409,53 @@ def fit(
 
     problems = result.diagnostics.problems(allow_divergences)
     if problems and not demonstrates_failure:
-        raise DiagnosticsError(f"Model {spec.name!r} ({spec.formula}) failed its diagnostics: " + "; ".join(problems))
+        raise DiagnosticsError(
+            f"Model {spec.name!r} ({spec.formula}) failed its diagnostics: " + "; ".join(problems) + "\n"
+            "What to do: " + gate_advice(problems, settings, grouped=spec.builder is not None or "|" in spec.formula)
+        )
     return result
+
+
+TARGET_ACCEPT_EXAMPLE = "the sampler's target acceptance rate: 0.8 by default, 0.95 or 0.99 against divergences"
+
+
+def _build(spec: ModelSpec, data: pd.DataFrame):
+    """`spec.build(data)`, after `checks.model_data`: a hand-written model's missing column is named here (its
+    columns are known only when it asks for them), and a Bambi model's priors must each name one of its terms."""
+    if spec.builder is not None and spec.priors:
+        raise ValueError(
+            f"priors {list(spec.priors)} would be ignored: {checks.described(spec)} is written by hand in PyMC, and "
+            "its builder sets its priors; change them there"
+        )
+    try:
+        model = spec.build(data)
+    except KeyError as error:
+        column = error.args[0] if error.args else None
+        if spec.builder is None or not isinstance(column, str) or column in data.columns:
+            raise
+        raise checks.missing_column(data, column, spec) from None
+    if isinstance(model, bmb.Model):
+        checks.prior_terms(spec.priors, model, checks.described(spec))
+        checks.built_priors(model, spec.priors, checks.described(spec))
+    return model
+
+
+def gate_advice(problems: list[str], settings: dict, grouped: bool = True) -> str:
+    """What to try for the failing checks of the gate (`Diagnostics.problems`), in one line; `grouped` says whether
+    the model has group effects (whose parameterisation is the usual cause of divergences)."""
+    advice = []
+    if any("r_hat" in problem or "ESS" in problem for problem in problems):
+        advice.append(
+            f"r_hat/ESS: more draws and tuning, e.g. fit(..., draws={2 * settings['draws']}, "
+            f"tune={2 * settings['tune']}); if they barely move, reparameterise or tighten the worst parameter's prior"
+        )
+    if any("divergent" in problem for problem in problems):
+        form = "the other form of the group effects (ModelSpec(noncentered=...)) or a tighter prior on the group sd"
+        advice.append(
+            f"divergences: {form if grouped else 'a tighter prior'}, or, with care, target_accept=0.95 "
+            "(it can hide a funnel rather than remove it)"
+        )
+    return "; ".join(advice) or "see the diagnostics above"
 
 
 def _ledger_path() -> Path:
@@ -425,10 +482,8 @@ def read_ledger(path: Path | None = None) -> dict:
         ledger = error
     if isinstance(ledger, dict) and all(isinstance(entry, dict) and "chapter" in entry for entry in ledger.values()):
         return ledger
-    aside = path.with_name(f"{path.name}.unreadable")
     try:
-        path.replace(aside)
-        where = f"moved to {aside.name}"
+        where = f"moved to {move_aside(path, 'unreadable').name}"
     except OSError:
         where = "left in place"
     notify(f"Warning: the ledger of fits {path} is unreadable ({where}); its chapters will run again.")

@@ -198,14 +198,11 @@ def partial_pooling_posterior(
     The grid is placed in two passes: a wide one finds where the posterior mass of sigma and tau lies, and a fine
     one of `grid_points` per scale covers just that region.
     """
-    for name, prior in (("tau_prior", tau_prior), ("sigma_prior", sigma_prior)):
-        if not isinstance(prior, ScalePrior):
-            raise TypeError(f"{name} must be a ScalePrior, got {prior!r}")
+    checks.instance("tau_prior", tau_prior, ScalePrior)
+    checks.instance("sigma_prior", sigma_prior, ScalePrior)
     if mu_prior_sd is not None:
         checks.number("mu_prior_sd", mu_prior_sd, positive=True)
-    probability = checks.probability("probability", probability)
-    # The grid holds grid_points^2 x groups values: 2000 per scale is far past any accuracy the book needs.
-    grid_points = checks.whole_number("grid_points", grid_points, minimum=2, maximum=2000)
+    probability, grid_points, _ = checks.grid_settings(probability, grid_points, passes=2)
     statistics = sufficient_statistics(data)
     checks.slope_groups(statistics, minimum_points=1)
     residual, explained = statistics["rss"].sum(), (statistics["slope"] ** 2 * statistics["sum_x_squared"]).sum()
@@ -259,6 +256,12 @@ def _mass_range(values, mass, tail=1e-10, margin=2):
     return values[first], values[last]
 
 
+FLOATING_POINT_FAILURE = (
+    "data: the exact posterior cannot be computed in floating point: y barely varies, or y, the designs and the "
+    "priors differ in scale by many orders of magnitude; rescale them toward 1"
+)
+
+
 def _mixture_interval(cell, means, sds, probability, mass_kept=1 - 1e-7):
     """Central interval of each group's slope: a mixture of normals over the grid cells that carry the mass."""
     order = np.argsort(cell.ravel())[::-1]
@@ -272,7 +275,12 @@ def _mixture_interval(cell, means, sds, probability, mass_kept=1 - 1e-7):
         tolerance = 1e-7 * float(sd.min())  # relative to the slope's own scale, which may be far from 1
 
         def quantile(level, mean=mean, sd=sd, bracket=bracket, tolerance=tolerance):
-            return optimize.brentq(lambda x: weights @ special.ndtr((x - mean) / sd) - level, *bracket, xtol=tolerance)
+            try:
+                return optimize.brentq(
+                    lambda x: weights @ special.ndtr((x - mean) / sd) - level, *bracket, xtol=tolerance
+                )
+            except (ValueError, RuntimeError):  # a mean so large against its sd that rounding hides the sd
+                raise ValueError(FLOATING_POINT_FAILURE) from None
 
         low.append(quantile(tail))
         high.append(quantile(1 - tail))
@@ -281,7 +289,9 @@ def _mixture_interval(cell, means, sds, probability, mass_kept=1 - 1e-7):
 
 def _scale_prior(prior, where: str) -> ScalePrior:
     """The ScalePrior equal to a Bambi prior on a positive scale (HalfNormal, HalfCauchy or HalfStudentT, or the
-    narrow Uniform that fixes a scale); `where` names the scale in the error for any other prior."""
+    narrow Uniform that fixes a scale, or a constant); `where` names the scale in the error for any other prior."""
+    if not hasattr(prior, "args"):  # a constant, as Bambi takes priors={"sigma": 1.5}
+        return ScalePrior("fixed", checks.number(where, prior, positive=True))
     arguments = {key: float(value) for key, value in prior.args.items()}  # Bambi may hold 0-d arrays
     if prior.name == "HalfNormal":
         return ScalePrior("halfnormal", arguments["sigma"])
@@ -305,6 +315,7 @@ def exact_priors(model, slope: str = "x", group: str = "site") -> tuple[ScalePri
     Returns (tau prior, sigma prior, sd of mu's Normal(0, sd) prior, or None when the formula has no common slope
     and mu is fixed at 0), so every hierarchical model of Part I can be checked against the exact engine.
     """
+    checks.gaussian_model(model, "exact_priors")
     terms = model.components["mu"].terms
     group_term = f"{slope}|{group}"
     unexpected = set(terms) - {slope, group_term}
@@ -545,6 +556,10 @@ def gaussian_grid_posterior(
     passes: the first spans many decades around the prior's and the data's scales, each next one covers only the
     region where the previous one found the mass, with `grid_points` per scale every time.
     """
+    checks.instance("sigma_prior", sigma_prior, ScalePrior)
+    checks.instance("tau_prior", tau_prior, ScalePrior)
+    checks.gaussian_design(y, fixed_design, fixed_prior_mean, fixed_prior_sd, group_design, combinations, names)
+    probability, grid_points, passes = checks.grid_settings(probability, grid_points, passes)
     y = np.asarray(y, dtype=float)
     fixed_design = np.asarray(fixed_design, dtype=float).reshape(len(y), -1)
     group_design = np.asarray(group_design, dtype=float)
@@ -602,9 +617,10 @@ def gaussian_grid_posterior(
         cell /= cell.sum()
         sigma_range, tau_range = _mass_range(sigma, cell.sum(1)), _mass_range(tau, cell.sum(0))
     mean = np.einsum("st,stk->k", cell, means)
-    second_moment = np.einsum("st,stk->k", cell, variances + means**2)
+    # Var = E(Var | cell) + Var(E | cell): not E(x^2) - E(x)^2, which cancels to nonsense when the mean dwarfs the sd
+    spread = np.einsum("st,stk->k", cell, variances + (means - mean) ** 2)
     low, high = _mixture_interval(cell, means, np.sqrt(variances), probability)
-    return GaussianGridPosterior(list(names), mean, np.sqrt(second_moment - mean**2), low, high, sigma, tau, cell)
+    return GaussianGridPosterior(list(names), mean, np.sqrt(spread), low, high, sigma, tau, cell)
 
 
 def _conditional_gaussians(cross, prior, sigma, tau, combinations):
@@ -633,7 +649,10 @@ def _conditional_gaussians(cross, prior, sigma, tau, combinations):
     schur = cross["xx_free"] / noise_variance[..., None] + np.diag(prior_sd**-2) + per_group.sum(axis=2)
     shift_b = cross["xy"] / noise_variance + prior_mean / prior_sd**2
     shift_u = cross["zy"] / noise_variance
-    cholesky = np.linalg.cholesky(schur)
+    try:
+        cholesky = np.linalg.cholesky(schur)
+    except np.linalg.LinAlgError:  # lost to rounding: sigma far below the scale of the designs and the priors
+        raise ValueError(FLOATING_POINT_FAILURE) from None
     mean_b = np.linalg.solve(schur, (shift_b - np.einsum("stpj,stj->stp", b, shift_u / d))[..., None])[..., 0]
     mean_u = (shift_u - np.einsum("stpj,stp->stj", b, mean_b)) / d
     log_det_precision = np.log(d).sum(-1) + 2 * np.log(np.diagonal(cholesky, axis1=-2, axis2=-1)).sum(-1)
@@ -661,7 +680,11 @@ def varying_intercept_posterior(
     Reads the design, the response and every prior off the model, so the exact posterior is of the model the
     sampler fits. Bambi sets all of them when the model is created: the PyMC graph (`model.build()`) is not
     needed. The combinations returned are named in `_varying_intercept_layout`.
+
+    Any other model is refused by name (`checks.varying_intercept_model`): another family or link, no group term
+    or more than one, a varying slope, a categorical predictor, a prior other than Normal on a coefficient.
     """
+    checks.grid_settings(probability, grid_points, passes)
     layout = _varying_intercept_layout(model)
     return gaussian_grid_posterior(
         model.response_component.term.data,
@@ -744,18 +767,11 @@ def _varying_intercept_layout(model) -> dict:
     constant within every group (group-level predictors such as log uranium), i.e. the expected response of a
     unit whose other predictors are 0 (for radon, a basement home).
     """
+    checks.varying_intercept_model(model)
     component = model.components["mu"]
-    (group_name, group_term), *others = component.group_specific_terms.items()
-    if others or component.intercept_term is None or group_term.prior.name != "Normal":
-        raise ValueError(
-            f"the exact engine handles y ~ 1 + terms + (1 | group) with one group term; {model.formula} has "
-            f"group terms {list(component.group_specific_terms)}"
-        )
+    ((group_name, group_term),) = component.group_specific_terms.items()
     terms = dict(component.common_terms)
     priors = {"Intercept": component.intercept_term.prior} | {name: term.prior for name, term in terms.items()}
-    for name, prior in priors.items():
-        if prior.name != "Normal":
-            raise ValueError(f"the exact engine needs Normal priors on common terms; {name} has {prior}")
     rows = len(model.response_component.term.data)
     predictors = np.column_stack([term.data for term in terms.values()]) if terms else np.empty((rows, 0))
     centre = predictors.mean(0) if model.center_predictors else np.zeros(predictors.shape[1])
