@@ -293,7 +293,7 @@ def test_scale_prior_is_validated():
     with pytest.raises(ValueError, match="positive scale"):
         ScalePrior("halfnormal", -1.0)
     with pytest.raises(ValueError, match="unknown scale prior"):
-        ScalePrior("lognormal", 1.0)
+        ScalePrior("exponential", 1.0)
 
 
 def test_bambi_scale_priors_are_read_as_scale_priors():
