@@ -541,7 +541,9 @@ def _noise_prior(model, group: str) -> ScalePrior:
         return _scale_prior(component.prior, "sigma")
     terms = component.terms
     if list(terms) != [group] or getattr(component, "intercept_term", None) is not None:
-        raise ValueError(f"the exact engine handles a noise sd per site as sigma ~ 0 + {group}; got terms {list(terms)}")
+        raise ValueError(
+            f"the exact engine handles a noise sd per site as sigma ~ 0 + {group}; got terms {list(terms)}"
+        )
     prior = terms[group].prior
     if prior.name != "Normal":
         raise ValueError(f"each log sigma_j must have a Normal prior, got {prior}")
@@ -815,7 +817,7 @@ class SiteNoiseGrid(_ScaleSummaries):
         return self.grids[axis], self.cell.sum(axis=others)
 
 
-# Points per scale of the per-site noise grid: (sites + 1) axes, so 60^3 cells for two sites and a learned tau.
+# Points per noise sd of the per-site grid (tau gets twice as many): 60 x 60 x 120 cells for two sites.
 SITE_NOISE_GRID_POINTS = 60
 
 
@@ -837,15 +839,22 @@ def site_noise_grid(
     """
     sites = len(statistics)
     if sites > 3:
-        raise ValueError(f"a noise sd per site needs a grid with one axis per site: {sites} sites are too many (3 at most)")
+        raise ValueError(
+            f"a noise sd per site needs a grid with one axis per site: {sites} sites are too many (3 at most)"
+        )
     n, sum_xx, slope, rss = (statistics[column].to_numpy(float) for column in ("n", "sum_x_squared", "slope", "rss"))
     axes = sites + 1
     data_scale = float(np.sqrt(rss.sum() / n.sum() + (slope**2 * sum_xx).sum() / n.sum()))
     ranges = [(min(sigma_prior.scale, data_scale) * 1e-3, max(sigma_prior.scale, data_scale) * 1e3)] * sites
     ranges.append((min(tau_prior.scale, data_scale) * 1e-3, max(tau_prior.scale, data_scale) * 1e3))
-    for remaining in reversed(range(passes)):
+    for _ in range(passes):
+        # tau's heavy tails need the finer grid: its axis gets twice the points of each sigma's.
+        points = [grid_points] * sites + [2 * grid_points]
         grids, log_weights = zip(
-            *(prior.grid(grid_points, *ranges[axis]) for axis, prior in enumerate([sigma_prior] * sites + [tau_prior])),
+            *(
+                prior.grid(points[axis], *ranges[axis])
+                for axis, prior in enumerate([sigma_prior] * sites + [tau_prior])
+            ),
             strict=True,
         )
 
@@ -856,9 +865,12 @@ def site_noise_grid(
         spread = [tau**2 + sigma[j] ** 2 / sum_xx[j] for j in range(sites)]  # variance of b_j given mu
         log_posterior = sum(along(axis, weight) for axis, weight in enumerate(log_weights))
         for j in range(sites):
-            log_posterior = log_posterior - (n[j] - 1) / 2 * np.log(2 * np.pi * sigma[j] ** 2) - rss[j] / (
-                2 * sigma[j] ** 2
-            ) - 0.5 * np.log(sum_xx[j])
+            log_posterior = (
+                log_posterior
+                - (n[j] - 1) / 2 * np.log(2 * np.pi * sigma[j] ** 2)
+                - rss[j] / (2 * sigma[j] ** 2)
+                - 0.5 * np.log(sum_xx[j])
+            )
         if mu_prior_sd is None:
             mu_mean, mu_variance = 0.0, 0.0
             for j in range(sites):
