@@ -568,3 +568,24 @@ def test_a_mean_per_cluster_pools_each_site_toward_its_own_cluster():
         np.testing.assert_allclose(tight.mean[(clusters == cluster).to_numpy()], pooled, atol=1e-5)
     np.testing.assert_allclose(loose.mean, least_squares_slopes(data).drop("pooled")["slope"], atol=1e-5)
     assert len(tight.mu_mean) == 2 and "new site" not in tight.posterior.names
+
+
+def test_mixture_quantiles_match_root_finding():
+    """Quantiles of mixtures of normals (all columns at once) against scipy's brentq on each column's CDF."""
+    from pooling.shrinkage import mixture_quantile
+
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        weights = rng.random(300)
+        weights /= weights.sum()
+        means, sds = rng.normal(0, 3, (300, 4)), np.exp(rng.normal(0, 1, (300, 4)))
+        for level in (0.03, 0.5, 0.97):
+            found = mixture_quantile(weights, means, sds, level)
+            for column in range(4):
+                mixture = (weights, means[:, column], sds[:, column], level)
+                expected = optimize.brentq(_mixture_cdf_excess, -100, 100, args=mixture, xtol=1e-12)
+                assert found[column] == pytest.approx(expected, abs=1e-6)
+
+
+def _mixture_cdf_excess(value, weights, means, sds, level):
+    return weights @ stats.norm.cdf(value, means, sds) - level

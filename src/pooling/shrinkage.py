@@ -464,7 +464,10 @@ def mixture_quantile(weights, means, sds, level: float) -> np.ndarray:
     means, sds = np.atleast_2d(means), np.atleast_2d(sds)
     low, high = (means - 10 * sds).min(0), (means + 10 * sds).max(0)
     tolerance = 1e-7 * sds.min(0)  # relative to the slope's own scale, which may be far from 1
-    value = weights @ means  # start at the mixture's mean
+    # Start at the quantile of the normal with the mixture's mean and sd: close, so a few Newton steps finish.
+    mean = weights @ means
+    value = mean + special.ndtri(level) * np.sqrt(weights @ (sds**2 + means**2) - mean**2)
+    value = np.clip(value, low, high)
     for _ in range(200):
         standard = (value - means) / sds
         excess = weights @ special.ndtr(standard) - level
