@@ -589,3 +589,18 @@ def test_mixture_quantiles_match_root_finding():
 
 def _mixture_cdf_excess(value, weights, means, sds, level):
     return weights @ stats.norm.cdf(value, means, sds) - level
+
+
+def test_the_ledger_figure_adds_prior_and_likelihood():
+    """Each prior's solid curve is its dashed curve plus the likelihood, every curve relative to its own maximum."""
+    from pooling import plots
+
+    tau = np.geomspace(0.01, 100, 50)
+    likelihood = -((np.log(tau) - 1.5) ** 2)
+    prior = ScalePrior("halfcauchy", 0.1)
+    figure = plots.tau_ledger(tau, likelihood, {str(prior): (prior.log_density(tau), True)}, "ledger", floor=-1e9)
+    line, prior_curve, posterior_curve = figure.data
+    assert np.nanmax(line.y) == 0 and np.nanmax(prior_curve.y) == 0 and np.nanmax(posterior_curve.y) == 0
+    total = prior.log_density(tau) + likelihood
+    np.testing.assert_allclose(posterior_curve.y, total - total.max())
+    assert [trace.showlegend for trace in figure.data[1:]] == [True, False]

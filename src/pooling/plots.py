@@ -384,8 +384,8 @@ def tau_ledger(
 ) -> go.Figure:
     """The likelihood of tau against its priors, on one log scale: log p(y | tau) (thick), and for each prior
     ({label: (log density on `tau`, shown at first)}) its log density (dashed) and the log posterior it makes
-    (solid, their sum). Each curve is drawn relative to its own maximum and cut at `floor`, so a reader adds the
-    two drops at any tau; priors not shown at first are a click on the legend away."""
+    (solid, their sum), one legend entry for both. Each curve is drawn relative to its own maximum and cut at
+    `floor`, so a reader adds the two drops at any tau; priors not shown at first are a click on the legend away."""
     figure = go.Figure()
 
     def relative(values):
@@ -402,12 +402,14 @@ def tau_ledger(
     )
     for index, (label, (log_prior, shown)) in enumerate(priors.items()):
         for name, values, dash in (("prior", log_prior, "dash"), ("posterior", log_prior + log_likelihood, "solid")):
+            # One legend entry per prior (a phone has room for few): it shows and hides both of its curves.
             figure.add_scatter(
                 x=tau,
                 y=relative(values),
                 mode="lines",
-                name=f"{name}: {label}",
+                name=f"{label}: prior (dashed), posterior (solid)",
                 legendgroup=label,
+                showlegend=name == "prior",
                 visible=True if shown else "legendonly",
                 line={"color": color_of(index), "width": 2, "dash": dash},
                 hovertemplate=f"{name}, {label}<br>tau %{{x:.3g}}<br>log density, relative to its maximum "
