@@ -133,18 +133,18 @@ class ScalePrior:
             raise ValueError(f"unknown scale prior kind {self.kind!r}: use one of {kinds}")
         if not checks.number("scale of a scale prior", self.scale) > 0:
             raise ValueError(f"a scale prior needs a positive scale, got {self.scale!r}")
-        if self.kind == "halfstudentt":
-            if self.nu is None:
-                raise ValueError("a halfstudentt scale prior needs its degrees of freedom: ScalePrior(..., nu=3)")
-            checks.number("nu of a halfstudentt prior", self.nu, positive=True)
-        elif self.nu is not None:
-            raise ValueError(f"nu applies to a halfstudentt prior only, not to {self.kind!r}")
-        if self.kind == "lognormal":
-            if self.log_sd is None:
-                raise ValueError("a lognormal scale prior needs the sd of its log: ScalePrior(..., log_sd=1.0)")
-            checks.number("log_sd of a lognormal prior", self.log_sd, positive=True)
-        elif self.log_sd is not None:
-            raise ValueError(f"log_sd applies to a lognormal prior only, not to {self.kind!r}")
+        # The shape parameter each family needs, and no other family takes.
+        for name, kind, what, example in (
+            ("nu", "halfstudentt", "its degrees of freedom", "nu=3"),
+            ("log_sd", "lognormal", "the sd of its log", "log_sd=1.0"),
+        ):
+            value = getattr(self, name)
+            if self.kind == kind:
+                if value is None:
+                    raise ValueError(f"a {kind} scale prior needs {what}: ScalePrior(..., {example})")
+                checks.number(f"{name} of a {kind} prior", value, positive=True)
+            elif value is not None:
+                raise ValueError(f"{name} applies to a {kind} prior only, not to {self.kind!r}")
 
     def __str__(self) -> str:
         """As the text writes it: HalfCauchy(0.1), HalfStudentT(3, 0.1), LogNormal(0, 1) (the log's mean and sd)."""
