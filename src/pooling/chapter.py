@@ -109,8 +109,11 @@ def prose(text: str) -> None:
 
 
 def number(value: float, digits: int = 2) -> str:
-    """A number formatted for prose, with a true minus sign."""
-    return f"{value:.{digits}f}".replace("-", "−")
+    """A number formatted for prose, with a true minus sign (and none on a value that rounds to zero)."""
+    text = f"{value:.{digits}f}"
+    if text.startswith("-") and not text.strip("-0."):
+        text = text[1:]
+    return text.replace("-", "−")
 
 
 def mean_and_interval(draws, digits: int = 2) -> str:

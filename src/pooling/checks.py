@@ -131,14 +131,21 @@ def folder(name: str, path, fix: str) -> Path:
 def slope_groups(statistics: pd.DataFrame, minimum_points: int) -> None:
     """Each group of `shrinkage.sufficient_statistics` has an identified slope (x not all zero), at least
     `minimum_points` points, and values small enough to compute with."""
-    for name, row in statistics.iterrows():
-        if not (np.isfinite(row["sum_x_squared"]) and row["sum_x_squared"] > 0):
-            raise ValueError(f"data: x is all zero (or overflows) in group {name!r}, so its slope is not identified")
-        if row["n"] < minimum_points:
-            count = int(row["n"])
-            raise ValueError(f"data: group {name!r} has {count} point; each group needs {minimum_points} or more")
-        if not np.isfinite(row[["slope", "rss"]].to_numpy(float)).all():
-            raise ValueError(f"data: the values in group {name!r} are too large to compute with; rescale them")
+    values = statistics[["sum_x_squared", "slope", "rss"]].to_numpy(float)
+    unidentified = ~(np.isfinite(values[:, 0]) & (values[:, 0] > 0))
+    too_few = statistics["n"].to_numpy() < minimum_points
+    too_large = ~np.isfinite(values[:, 1:]).all(axis=1)
+    bad = np.flatnonzero(unidentified | too_few | too_large)
+    if not bad.size:
+        return
+    first, name = bad[0], statistics.index[bad[0]]
+    if unidentified[first]:
+        raise ValueError(f"data: x is all zero (or overflows) in group {name!r}, so its slope is not identified")
+    if too_few[first]:
+        count = int(statistics["n"].iloc[first])
+        raise ValueError(f"data: group {name!r} has {count} point; each group needs {minimum_points} or more")
+    raise ValueError(f"data: the values in group {name!r} are too large to compute with; rescale them")
+
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -150,6 +150,8 @@ TOY_HIERARCHICAL_EQUATIONS = (
     r"u_j \sim \mathcal{N}(0,\ \tau)",
     r"\beta_j = \mu + u_j, \quad\text{that is}\quad \beta_j \sim \mathcal{N}(\mu,\ \tau)",
 )
+# The original notebook's noise: a sd per site, which Bambi models on the log scale (`sigma ~ 0 + site`).
+TOY_SITE_NOISE = Symbol("sigma_site", r"\log \sigma_j", "log of site j's noise sd")
 
 TOY_MODELS = {
     spec.name: spec
@@ -241,11 +243,22 @@ TOY_MODELS = {
             {"x:site": ORIGINAL_SLOPE_PRIOR},
             distributional="sigma ~ 0 + site",
             description="no pooling: a slope and a noise sd per site, as in the original",
-            equations=(r"y_{ij} \sim \mathcal{N}(\beta_j\, x_{ij},\ \sigma_j)", r"\log \sigma_j = \gamma_j"),
-            symbols=(
-                Symbol("x:site", r"\beta_j", "site j's slope"),
-                Symbol("sigma_site", r"\gamma_j", "site j's log noise sd"),
+            equations=(r"y_{ij} \sim \mathcal{N}(\beta_j\, x_{ij},\ \sigma_j)",),
+            symbols=(Symbol("x:site", r"\beta_j", "site j's slope"), TOY_SITE_NOISE),
+        ),
+        ModelSpec(
+            "toy_hierarchical_fixed_sd_site_sigma",
+            "y ~ 0 + x + (0 + x | site)",
+            {"x": bmb.Prior("Normal", mu=0, sigma=1), "x|site": bmb.Prior("Normal", mu=0, sigma=FIXED_GROUP_SD)},
+            distributional="sigma ~ 0 + site",
+            noncentered=False,
+            combined=SITE_SLOPE,
+            description="the original's first hyperpriors with its noise sd per site (Bambi's prior on log sigma_j)",
+            equations=(
+                r"y_{ij} \sim \mathcal{N}\big((\mu + u_j)\, x_{ij},\ \sigma_j\big)",
+                *TOY_HIERARCHICAL_EQUATIONS[1:],
             ),
+            symbols=(*TOY_SLOPES[:-1], TOY_SITE_NOISE),
         ),
     ]
 }

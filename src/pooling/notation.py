@@ -99,6 +99,14 @@ def symbol_table(spec: ModelSpec, model) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def prior_text(result, name: str) -> str:
+    """The prior of one variable of a fit's model (a `fitting.Fit`), as its symbol table writes it, for prose:
+    `prior_text(pooled, "x")` is "Normal(0, 20)"."""
+    backend = pymc_model(result.model)
+    symbols = {entry.name: entry.tex for entry in result.spec.symbols}
+    return prior_of(backend[name], backend, symbols)
+
+
 def model_markdown(spec: ModelSpec, model) -> str:
     """A model as the text introduces it: its formula, its equations (one display line each, so that a phone
     wraps between them) and its table of symbols."""

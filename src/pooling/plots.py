@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -113,9 +112,11 @@ def posterior_densities(
     x_title: str,
     curves: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
     y_title: str = "posterior density",
+    marks: dict[str, float] | None = None,
 ) -> go.Figure:
     """Overlaid kernel density estimates of draws, one curve per label, each in its own colour and dash;
-    `curves` adds exact densities ({label: (grid, density)}, such as a prior), drawn as thin dashed lines."""
+    `curves` adds exact densities ({label: (grid, density)}, such as a prior), drawn as thin dashed lines, and
+    `marks` labelled vertical lines ({label: value}, such as an observed statistic)."""
     from scipy.stats import gaussian_kde
 
     figure = go.Figure()
@@ -140,6 +141,8 @@ def posterior_densities(
             line={"color": color_of(index), "width": 1.5, "dash": "dash"},
             hovertemplate=f"{label}<br>value %{{x:.2f}}<br>density %{{y:.3f}}<extra></extra>",
         )
+    for label, value in (marks or {}).items():
+        figure.add_vline(x=value, line={"dash": "dot", "color": "black"}, annotation_text=f"{label}: {value:.2f}")
     figure.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title)
     return figure
 
@@ -372,34 +375,50 @@ def explorer_summary(dials: dict, start: tuple, summary: str) -> str:
     return f'<p id="pooling-explorer-summary" aria-live="polite">{html.escape(setting)}. {html.escape(summary)}</p>'
 
 
-def tau_posteriors(curves: dict[str, tuple[np.ndarray, np.ndarray, Callable]], title: str) -> go.Figure:
-    """Prior and posterior of tau: {label: (grid, posterior probabilities on it, prior log density function)}.
-
-    Both are drawn as densities per unit of log10(tau), the prior dashed, so a prior and the posterior it
-    became can be read off the same axis.
-    """
+def tau_ledger(
+    tau: np.ndarray,
+    log_likelihood: np.ndarray,
+    priors: dict[str, tuple[np.ndarray, bool]],
+    title: str,
+    floor: float = -40.0,
+) -> go.Figure:
+    """The likelihood of tau against its priors, on one log scale: log p(y | tau) (thick), and for each prior
+    ({label: (log density on `tau`, shown at first)}) its log density (dashed) and the log posterior it makes
+    (solid, their sum), one legend entry for both. Each curve is drawn relative to its own maximum and cut at
+    `floor`, so a reader adds the two drops at any tau; priors not shown at first are a click on the legend away."""
     figure = go.Figure()
-    for index, (label, (grid, probability, prior_log_density)) in enumerate(curves.items()):
-        prior_grid = np.geomspace(min(grid.min(), 1e-3), grid.max(), 300)
-        # Probabilities on a log-spaced grid become a density in log10(tau); a density in tau is rescaled likewise.
-        for name, x, density, dash in (
-            ("posterior", grid, probability / np.gradient(np.log10(grid)), "solid"),
-            ("prior", prior_grid, np.exp(prior_log_density(prior_grid)) * prior_grid * np.log(10), "dash"),
-        ):
+
+    def relative(values):
+        values = np.asarray(values, float) - np.max(values)
+        return np.where(values < floor, np.nan, values)
+
+    figure.add_scatter(
+        x=tau,
+        y=relative(log_likelihood),
+        mode="lines",
+        name="likelihood of tau (sigma and mu integrated out)",
+        line={"color": "black", "width": 3},
+        hovertemplate="likelihood<br>tau %{x:.3g}<br>log, relative to its maximum %{y:.1f}<extra></extra>",
+    )
+    for index, (label, (log_prior, shown)) in enumerate(priors.items()):
+        for name, values, dash in (("prior", log_prior, "dash"), ("posterior", log_prior + log_likelihood, "solid")):
+            # One legend entry per prior (a phone has room for few): it shows and hides both of its curves.
             figure.add_scatter(
-                x=x,
-                y=density,
+                x=tau,
+                y=relative(values),
                 mode="lines",
-                name=f"{name}: {label}",
+                name=f"{label}: prior (dashed), posterior (solid)",
                 legendgroup=label,
+                showlegend=name == "prior",
+                visible=True if shown else "legendonly",
                 line={"color": color_of(index), "width": 2, "dash": dash},
-                hovertemplate=f"{name}, {label}<br>tau %{{x:.3g}}<br>density %{{y:.3f}}<extra></extra>",
+                hovertemplate=f"{name}, {label}<br>tau %{{x:.3g}}<br>log density, relative to its maximum "
+                "%{y:.1f}<extra></extra>",
             )
     figure.update_layout(
         title=title,
         xaxis={"title": "tau, the sd of the site slopes (log scale)", "type": "log"},
-        yaxis_title="density per unit of log10(tau)",
-        legend={"orientation": "h", "y": -0.25, "yanchor": "top"},
+        yaxis={"title": "log density, relative to its maximum", "range": [floor, 3]},
     )
     return figure
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, special, stats
+from scipy import signal, special, stats
 
 from pooling import checks
 
@@ -58,26 +58,103 @@ def conditional_slope_posterior(slope_hat, sum_x_squared, sigma, tau, mu):
     return mean, variance
 
 
+def slope_gap(data: pd.DataFrame) -> dict[str, float]:
+    """The gap between two sites' least-squares slopes, b_1 - b_2, and the gap in its own standard errors.
+
+    The standard error uses the residual variance of both sites' own lines, s^2 = (RSS_1 + RSS_2) / (n - 2), so
+    that given the sites' true slopes and sigma the standardised gap T = (b_1 - b_2) / (s c), with
+    c^2 = 1 / S_1 + 1 / S_2, is Student's t on n - 2 degrees of freedom: a statistic that the noise sd, whatever it
+    is, cannot make large (`gap_prior_predictive`).
+    """
+    statistics = sufficient_statistics(data)
+    if len(statistics) != 2:
+        raise ValueError(f"data: the gap between two sites' slopes needs exactly two sites, got {len(statistics)}")
+    checks.slope_groups(statistics, minimum_points=2)
+    degrees = int(statistics["n"].sum()) - 2
+    residual_sd = float(np.sqrt(statistics["rss"].sum() / degrees))
+    spread = float(np.sqrt((1 / statistics["sum_x_squared"]).sum()))
+    gap = float(statistics["slope"].iloc[0] - statistics["slope"].iloc[1])
+    return {
+        "gap": gap,
+        "standard_error": residual_sd * spread,
+        "standardised": gap / (residual_sd * spread),
+        "residual_sd": residual_sd,
+        "degrees_of_freedom": degrees,
+        "spread": spread,
+    }
+
+
+def gap_prior_predictive(data: pd.DataFrame, tau_prior: ScalePrior, sigma_prior: ScalePrior, step: float = 0.005):
+    """Prior predictive probability that two sites simulated with the data's x have a standardised gap
+    (`slope_gap`) at least as large, in absolute value, as the data's.
+
+    Given tau and sigma, the slopes' gap is N(0, 2 tau^2 + sigma^2 c^2) whatever mu is, and independent of the
+    residual variance, so T is sqrt(1 + 2 (tau / sigma)^2 / c^2) times a Student t on n - 2 degrees of freedom. Its
+    tail probability depends on tau / sigma only: the prior of log(tau / sigma) is the convolution of those of
+    log tau and -log sigma, on a log grid of `step` (exact cell masses from each prior's distribution function).
+    """
+    observed = slope_gap(data)
+
+    def log_masses(prior):
+        if prior.kind == "fixed":
+            return np.array([np.log(prior.scale)]), np.array([1.0])
+        edges = np.arange(np.log(prior.scale) - 30, np.log(prior.scale) + 30 + step, step)
+        above = prior.probability_above(np.exp(edges))
+        mass = -np.diff(above)
+        mass[0] += 1 - above[0]  # everything below the grid, at its first cell
+        mass[-1] += above[-1]  # and above it, at its last
+        return edges[:-1] + step / 2, mass
+
+    log_tau, tau_mass = log_masses(tau_prior)
+    log_sigma, sigma_mass = log_masses(sigma_prior)
+    ratio_mass = np.clip(signal.fftconvolve(tau_mass, sigma_mass[::-1]), 0.0, None)  # FFT rounding: no negatives
+    log_ratio = log_tau[0] - log_sigma[-1] + step * np.arange(len(ratio_mass))
+    if len(log_tau) == 1 or len(log_sigma) == 1:  # a fixed scale: the other's grid, shifted
+        log_ratio = (log_tau[:, None] - log_sigma[None, :]).ravel()
+        ratio_mass = (tau_mass[:, None] * sigma_mass[None, :]).ravel()
+    inflation = np.sqrt(1 + 2 * np.exp(2 * log_ratio) / observed["spread"] ** 2)
+    tail = 2 * stats.t.sf(abs(observed["standardised"]) / inflation, observed["degrees_of_freedom"])
+    return float(ratio_mass @ tail)
+
+
 @dataclass(frozen=True)
 class ScalePrior:
-    """A prior on a positive scale: "halfcauchy", "halfnormal" or "halfstudentt" (with `nu`), or "fixed"."""
+    """A prior on a positive scale: "halfcauchy", "halfnormal" or "halfstudentt" (with `nu`), "lognormal" (median
+    `scale`, `log_sd` the sd of the log: Bambi's Normal prior on a log noise sd), or "fixed"."""
 
     kind: str
     scale: float
     nu: float | None = None
+    log_sd: float | None = None
 
     def __post_init__(self):
-        kinds = ["halfcauchy", "halfnormal", "halfstudentt", "fixed"]
+        kinds = ["halfcauchy", "halfnormal", "halfstudentt", "lognormal", "fixed"]
         if not isinstance(self.kind, str) or self.kind not in kinds:
             raise ValueError(f"unknown scale prior kind {self.kind!r}: use one of {kinds}")
         if not checks.number("scale of a scale prior", self.scale) > 0:
             raise ValueError(f"a scale prior needs a positive scale, got {self.scale!r}")
-        if self.kind == "halfstudentt":
-            if self.nu is None:
-                raise ValueError("a halfstudentt scale prior needs its degrees of freedom: ScalePrior(..., nu=3)")
-            checks.number("nu of a halfstudentt prior", self.nu, positive=True)
-        elif self.nu is not None:
-            raise ValueError(f"nu applies to a halfstudentt prior only, not to {self.kind!r}")
+        # The shape parameter each family needs, and no other family takes.
+        for name, kind, what, example in (
+            ("nu", "halfstudentt", "its degrees of freedom", "nu=3"),
+            ("log_sd", "lognormal", "the sd of its log", "log_sd=1.0"),
+        ):
+            value = getattr(self, name)
+            if self.kind == kind:
+                if value is None:
+                    raise ValueError(f"a {kind} scale prior needs {what}: ScalePrior(..., {example})")
+                checks.number(f"{name} of a {kind} prior", value, positive=True)
+            elif value is not None:
+                raise ValueError(f"{name} applies to a {kind} prior only, not to {self.kind!r}")
+
+    def __str__(self) -> str:
+        """As the text writes it: HalfCauchy(0.1), HalfStudentT(3, 0.1), LogNormal(0, 1) (the log's mean and sd)."""
+        number = f"{self.scale:g}"
+        if self.kind == "lognormal":
+            return f"LogNormal({np.log(self.scale):g}, {self.log_sd:g})"
+        names = {"halfcauchy": "HalfCauchy", "halfnormal": "HalfNormal", "halfstudentt": "HalfStudentT"}
+        if self.kind == "fixed":
+            return f"fixed at {number}"
+        return f"{names[self.kind]}({f'{self.nu:g}, ' if self.nu is not None else ''}{number})"
 
     def log_density(self, value):
         value = np.asarray(value, dtype=float)
@@ -87,7 +164,23 @@ class ScalePrior:
             return np.log(2.0) + stats.norm.logpdf(value, scale=self.scale)
         if self.kind == "halfstudentt":
             return np.log(2.0) + stats.t.logpdf(value, self.nu, scale=self.scale)
+        if self.kind == "lognormal":
+            return stats.lognorm.logpdf(value, self.log_sd, scale=self.scale)
         raise ValueError("a fixed scale has no density")
+
+    def probability_above(self, value) -> np.ndarray:
+        """Prior probability that the scale exceeds `value`."""
+        value = np.asarray(value, dtype=float)
+        if self.kind == "fixed":
+            return (self.scale > value).astype(float)
+        distribution = {
+            "halfcauchy": lambda: stats.halfcauchy(scale=self.scale),
+            "halfnormal": lambda: stats.halfnorm(scale=self.scale),
+            "halfstudentt": lambda: stats.t(self.nu, scale=self.scale),
+            "lognormal": lambda: stats.lognorm(self.log_sd, scale=self.scale),
+        }[self.kind]()
+        survival = distribution.sf(value)
+        return 2 * survival if self.kind == "halfstudentt" else survival
 
     def grid(self, points: int, low: float, high: float):
         """Log-spaced grid on [low, high] and its log quadrature weights (prior density times spacing).
@@ -114,9 +207,10 @@ class ScalePrior:
 class PartialPoolingPosterior:
     """Exact posterior summaries of y_ij = beta_j x_ij + e, beta_j ~ N(mu, tau^2), integrated over sigma, tau, mu.
 
-    `mean`, `sd`, `low`, `high` and `weight` have one entry per group; `posterior` is the general engine's result
-    it is computed from (names: the groups, then "mu" unless mu is fixed at 0), which holds sigma and tau
-    (`posterior.scale_summary("tau")`, `posterior.summary()` for every quantity).
+    `mean`, `sd`, `low`, `high` and `weight` have one entry per group; `posterior` is the grid result they are
+    computed from (names: the groups, then "mu" unless mu is fixed at 0, then "new site", the slope of a site not
+    in the data), which holds sigma and tau (`posterior.scale_summary("tau")`, `posterior.summary()` for every
+    quantity). With `mean_by`, mu has one entry per category ("mu[A]", ...) and there is no "new site".
     """
 
     groups: list
@@ -125,8 +219,14 @@ class PartialPoolingPosterior:
     low: np.ndarray
     high: np.ndarray
     weight: np.ndarray  # posterior mean of each group's weight on its own data
-    mu_mean: float
-    posterior: GaussianGridPosterior
+    mu_mean: float | np.ndarray  # one per category of `mean_by`
+    posterior: GaussianGridPosterior | SiteNoiseGrid
+
+    def new_site(self) -> dict[str, float]:
+        """Mean, sd and central interval of a new site's slope, beta_new ~ N(mu, tau): where the population puts a
+        site that is not in the data, with the uncertainty about mu and tau both included."""
+        row = self.posterior.summary().loc["new site"]
+        return {name: float(row[name]) for name in ("mean", "sd", "low", "high")}
 
 
 def _cdf_knots(grid, mass):
@@ -171,15 +271,26 @@ def sufficient_statistics(data: pd.DataFrame, x: str = "x", y: str = "y", group:
         checks.finite_column("data", data, column)
     if data[group].isna().any():
         raise ValueError(f"data[{group!r}] has missing group names")
-    rows = {}
-    for name, frame in data.groupby(group, observed=True):
-        sum_xx = float((frame[x] ** 2).sum())
-        if not sum_xx > 0:
-            raise ValueError(f"data: x is all zero in group {name!r}, so its slope is not identified")
-        slope = float((frame[x] * frame[y]).sum()) / sum_xx
-        rss = float(((frame[y] - slope * frame[x]) ** 2).sum())
-        rows[str(name)] = {"n": len(frame), "sum_x_squared": sum_xx, "slope": slope, "rss": rss}
-    return pd.DataFrame(rows).T.astype(float).astype({"n": int})
+    # One vectorised pass: the chapters call this for every explorer setting and replicate.
+    if isinstance(data[group].dtype, pd.CategoricalDtype):  # in the order of the categories, as groupby gives
+        codes, levels = data[group].cat.codes.to_numpy(), np.asarray(data[group].cat.categories)
+    else:
+        codes, levels = pd.factorize(data[group], sort=True)
+    used = np.unique(codes)  # observed groups only
+    codes, levels = np.searchsorted(used, codes), np.asarray(levels)[used]
+    x_values, y_values = data[x].to_numpy(float), data[y].to_numpy(float)
+    counts = np.bincount(codes, minlength=len(levels))
+    with np.errstate(invalid="ignore", over="ignore"):  # an overflowing group is named by checks.slope_groups
+        sum_xx = np.bincount(codes, x_values**2, minlength=len(levels))
+    empty = np.flatnonzero(~(sum_xx > 0))
+    if empty.size:
+        raise ValueError(f"data: x is all zero in group {str(levels[empty[0]])!r}, so its slope is not identified")
+    with np.errstate(invalid="ignore", over="ignore"):
+        slope = np.bincount(codes, x_values * y_values, minlength=len(levels)) / sum_xx
+        rss = np.bincount(codes, (y_values - slope[codes] * x_values) ** 2, minlength=len(levels))
+    return pd.DataFrame(
+        {"n": counts, "sum_x_squared": sum_xx, "slope": slope, "rss": rss}, index=[str(level) for level in levels]
+    )
 
 
 def partial_pooling_posterior(
@@ -188,21 +299,75 @@ def partial_pooling_posterior(
     sigma_prior: ScalePrior,
     mu_prior_sd: float | None,
     probability: float = 0.94,
-    grid_points: int = 160,
+    grid_points: int | None = None,
+    noise_per_site: bool = False,
+    mean_by: str | None = None,
 ) -> PartialPoolingPosterior:
-    """The exact posterior of each group's slope, by quadrature over (sigma, tau) with mu integrated analytically.
+    """The exact posterior of each group's slope, by quadrature over the scales with mu integrated analytically.
 
     The model y_ij = beta_j x_ij + e with beta_j = mu + u_j is the general engine's (`gaussian_grid_posterior`)
     with X = x and Z = x times the site indicator. `mu_prior_sd=None` fixes mu at 0 (Bambi's
-    `y ~ 0 + (0 + x | site)`, no column in X); a number gives mu ~ N(0, sd^2) (`y ~ 0 + x + (0 + x | site)`).
-    The grid is placed in two passes: a wide one finds where the posterior mass of sigma and tau lies, and a fine
-    one of `grid_points` per scale covers just that region.
+    `y ~ 0 + (0 + x | site)`, no column in X); a number gives mu ~ N(0, sd) (`y ~ 0 + x + (0 + x | site)`).
+    `mean_by` names a column constant within each site (a group-level predictor such as a cluster): each of its
+    categories gets its own mu, all with that prior. The grid is placed in two passes: a wide one finds where the
+    posterior mass of the scales lies, and a fine one of `grid_points` per scale covers just that region.
+
+    `noise_per_site=True` gives each site its own noise sd, sigma_j ~ `sigma_prior` independently (the original
+    notebook's model, `sigma ~ 0 + site` in Bambi): the grid then spans (sigma_1, ..., sigma_J, tau), which is
+    affordable for a few sites only (`site_noise_grid`).
     """
     checks.instance("tau_prior", tau_prior, ScalePrior)
     checks.instance("sigma_prior", sigma_prior, ScalePrior)
     if mu_prior_sd is not None:
         checks.number("mu_prior_sd", mu_prior_sd, positive=True)
-    probability, grid_points, _ = checks.grid_settings(probability, grid_points, passes=2)
+    default_points = SITE_NOISE_GRID_POINTS if noise_per_site else 160
+    probability, grid_points, _ = checks.grid_settings(probability, grid_points or default_points, passes=2)
+    layout = _slope_layout(data, mu_prior_sd, mean_by)
+    statistics = layout["statistics"]
+    groups = len(statistics)
+    if noise_per_site:
+        if mean_by is not None:
+            raise ValueError("mean_by is not available with noise_per_site=True")
+        posterior = site_noise_grid(statistics, tau_prior, sigma_prior, mu_prior_sd, probability, grid_points)
+        weight = posterior.weight
+    else:
+        posterior = gaussian_grid_posterior(
+            layout["y"],
+            layout["fixed_design"],
+            layout["prior_mean"],
+            layout["prior_sd"],
+            layout["group_design"],
+            sigma_prior,
+            tau_prior,
+            layout["combinations"],
+            layout["names"],
+            probability,
+            grid_points,
+            passes=2,
+            new_group=layout["new_group"],
+        )
+        sum_xx = statistics["sum_x_squared"].to_numpy(float)
+        weight = posterior.expect(lambda sigma, tau: shrinkage_factor(sum_xx, sigma[..., None], tau[..., None]))
+    if not np.isfinite(np.concatenate([posterior.mean, posterior.sd, posterior.low, posterior.high])).all():
+        raise ValueError("data: x and y are too extreme in scale for the exact posterior (it overflows); rescale them")
+    mu = [index for index, name in enumerate(posterior.names) if str(name).startswith("mu")]
+    mu_mean = posterior.mean[mu] if mean_by is not None else float(posterior.mean[mu[0]]) if mu else 0.0
+    return PartialPoolingPosterior(
+        groups=list(statistics.index),
+        mean=posterior.mean[:groups],
+        sd=posterior.sd[:groups],
+        low=posterior.low[:groups],
+        high=posterior.high[:groups],
+        weight=weight,
+        mu_mean=mu_mean,
+        posterior=posterior,
+    )
+
+
+def _slope_layout(data: pd.DataFrame, mu_prior_sd: float | None, mean_by: str | None = None) -> dict:
+    """The slope model y ~ 0 + x + (0 + x | site) as the general engine's linear model, after checking the data:
+    X = x (or x times each category of `mean_by`), Z = x times the site indicator, and the combinations reported
+    (each site's slope, mu, a new site's slope)."""
     statistics = sufficient_statistics(data)
     checks.slope_groups(statistics, minimum_points=1)
     residual, explained = statistics["rss"].sum(), (statistics["slope"] ** 2 * statistics["sum_x_squared"]).sum()
@@ -213,39 +378,60 @@ def partial_pooling_posterior(
     x = data["x"].to_numpy(float)
     group_design = np.zeros((len(data), groups))
     group_design[np.arange(len(data)), site] = x
-    if mu_prior_sd is None:
-        fixed_design, prior_mean, prior_sd = np.empty((len(data), 0)), [], []
+    if mean_by is None:
+        means = [] if mu_prior_sd is None else ["mu"]
+        membership = np.ones((groups, len(means)))  # which mu each site's slope is drawn around
     else:
-        fixed_design, prior_mean, prior_sd = x, [0.0], [mu_prior_sd]
-    slopes = np.column_stack([np.ones((groups, len(prior_sd))), np.eye(groups)])
-    mu = np.eye(len(prior_sd), len(prior_sd) + groups)  # no row when mu is fixed
-    posterior = gaussian_grid_posterior(
-        data["y"],
-        fixed_design,
-        prior_mean,
-        prior_sd,
-        group_design,
-        sigma_prior,
-        tau_prior,
-        np.vstack([slopes, mu]),
-        [*statistics.index, *(["mu"] * len(mu))],
-        probability,
-        grid_points,
-        passes=2,
+        if mu_prior_sd is None:
+            raise ValueError("mean_by gives each category its own mu, which needs a prior sd (mu_prior_sd)")
+        checks.frame("data", data, [mean_by])
+        per_site = data.groupby("site", observed=True)[mean_by]
+        if (per_site.nunique() != 1).any():
+            raise ValueError(f"data[{mean_by!r}] must be constant within each site (a site-level predictor)")
+        categories, codes = np.unique(per_site.first().astype(str).to_numpy(), return_inverse=True)
+        means = [f"mu[{category}]" for category in categories]
+        membership = np.eye(len(categories))[codes]
+    fixed_design = membership[site] * x[:, None]
+    slopes = np.column_stack([membership, np.eye(groups)])
+    mu = np.eye(len(means), len(means) + groups)
+    # A new site's slope: mu (or 0) plus an effect drawn from N(0, tau), which `new_group` adds; with several mus
+    # it would depend on the new site's category, so there is none.
+    new_site = np.eye(1, len(means) + groups) * len(means) if len(means) <= 1 else np.empty((0, len(means) + groups))
+    rows = [slopes, mu, new_site]
+    return {
+        "statistics": statistics,
+        "y": data["y"].to_numpy(float),
+        "fixed_design": fixed_design,
+        "prior_mean": [0.0] * len(means),
+        "prior_sd": [mu_prior_sd] * len(means),
+        "group_design": group_design,
+        "combinations": np.vstack(rows),
+        "names": [*statistics.index, *means, *(["new site"] * len(new_site))],
+        "new_group": np.array([False] * (groups + len(means)) + [True] * len(new_site)),
+    }
+
+
+def tau_log_likelihood(
+    data: pd.DataFrame, tau, sigma_prior: ScalePrior, mu_prior_sd: float | None, sigma_points: int = 600
+) -> np.ndarray:
+    """log p(y | tau) of the slope model at each value of `tau`: the likelihood of the spread of the site slopes,
+    with the slopes, mu (its Normal(0, mu_prior_sd) prior, or 0) and sigma (its prior) integrated out.
+
+    The same cross-products and conditional Gaussians as `partial_pooling_posterior`, so that this times the prior
+    of tau is, up to a constant, the posterior of tau that it computes. The integral over sigma is a sum over a log
+    grid of `sigma_points` spanning twelve decades around the data's scale and the prior's.
+    """
+    tau = np.atleast_1d(checks.array("tau", tau, positive=True)).astype(float)
+    sigma_points = checks.whole_number("sigma_points", sigma_points, minimum=50, maximum=20000)
+    layout = _slope_layout(data, mu_prior_sd)
+    cross = _cross_products(layout["y"], layout["fixed_design"], layout["group_design"])
+    data_scale = float(np.std(layout["y"])) or 1.0
+    sigma, log_sigma_weight = sigma_prior.grid(
+        sigma_points, min(sigma_prior.scale, data_scale) * 1e-6, max(sigma_prior.scale, data_scale) * 1e6
     )
-    sum_xx = statistics["sum_x_squared"].to_numpy(float)
-    if not np.isfinite(np.concatenate([posterior.mean, posterior.sd, posterior.low, posterior.high])).all():
-        raise ValueError("data: x and y are too extreme in scale for the exact posterior (it overflows); rescale them")
-    return PartialPoolingPosterior(
-        groups=list(statistics.index),
-        mean=posterior.mean[:groups],
-        sd=posterior.sd[:groups],
-        low=posterior.low[:groups],
-        high=posterior.high[:groups],
-        weight=posterior.expect(lambda sigma, tau: shrinkage_factor(sum_xx, sigma[..., None], tau[..., None])),
-        mu_mean=float(posterior.mean[groups]) if len(mu) else 0.0,
-        posterior=posterior,
-    )
+    prior = np.asarray(layout["prior_mean"], float), np.asarray(layout["prior_sd"], float)
+    log_like, _, _ = _conditional_gaussians(cross, prior, sigma, tau, layout["combinations"][:0])
+    return special.logsumexp(log_like + log_sigma_weight[:, None], axis=0)
 
 
 def _mass_range(values, mass, tail=1e-10, margin=2):
@@ -269,22 +455,36 @@ def _mixture_interval(cell, means, sds, probability, mass_kept=1 - 1e-7):
     weights = cell.ravel()[keep] / cell.ravel()[keep].sum()
     means, sds = means.reshape(-1, means.shape[-1])[keep], sds.reshape(-1, sds.shape[-1])[keep]
     tail = (1 - probability) / 2
-    low, high = [], []
-    for mean, sd in zip(means.T, sds.T, strict=True):
-        bracket = ((mean - 10 * sd).min(), (mean + 10 * sd).max())
-        tolerance = 1e-7 * float(sd.min())  # relative to the slope's own scale, which may be far from 1
+    return mixture_quantile(weights, means, sds, tail), mixture_quantile(weights, means, sds, 1 - tail)
 
-        def quantile(level, mean=mean, sd=sd, bracket=bracket, tolerance=tolerance):
-            try:
-                return optimize.brentq(
-                    lambda x: weights @ special.ndtr((x - mean) / sd) - level, *bracket, xtol=tolerance
-                )
-            except (ValueError, RuntimeError):  # a mean so large against its sd that rounding hides the sd
-                raise ValueError(FLOATING_POINT_FAILURE) from None
 
-        low.append(quantile(tail))
-        high.append(quantile(1 - tail))
-    return np.array(low), np.array(high)
+def mixture_quantile(weights, means, sds, level: float) -> np.ndarray:
+    """The `level` quantile of each column's mixture of normals, sum_c weights[c] N(means[c, k], sds[c, k]).
+
+    All columns at once: Newton steps on the mixture's distribution function, kept inside a bracket that
+    shrinks every step (a bisection where Newton would leave it), to 1e-7 of each column's smallest sd.
+    """
+    means, sds = np.atleast_2d(means), np.atleast_2d(sds)
+    low, high = (means - 10 * sds).min(0), (means + 10 * sds).max(0)
+    tolerance = 1e-7 * sds.min(0)  # relative to the slope's own scale, which may be far from 1
+    # Start at the quantile of the normal with the mixture's mean and sd: close, so a few Newton steps finish.
+    mean = weights @ means
+    value = mean + special.ndtri(level) * np.sqrt(weights @ (sds**2 + means**2) - mean**2)
+    value = np.clip(value, low, high)
+    for _ in range(200):
+        standard = (value - means) / sds
+        excess = weights @ special.ndtr(standard) - level
+        density = weights @ (np.exp(-0.5 * standard**2) / (np.sqrt(2 * np.pi) * sds))
+        low, high = np.where(excess < 0, value, low), np.where(excess > 0, value, high)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            step = value - excess / density
+        inside = np.isfinite(step) & (step > low) & (step < high)
+        new = np.where(inside, step, (low + high) / 2)
+        converged = np.abs(new - value) < tolerance
+        value = new
+        if converged.all():
+            return value
+    raise RuntimeError("the quantile of a mixture of normals did not converge")  # never seen: bisection halves
 
 
 def _scale_prior(prior, where: str) -> ScalePrior:
@@ -313,7 +513,9 @@ def exact_priors(model, slope: str = "x", group: str = "site") -> tuple[ScalePri
     """The priors of a Bambi slope model `y ~ 0 + [x +] (0 + x | site)`, as `partial_pooling_posterior` takes them.
 
     Returns (tau prior, sigma prior, sd of mu's Normal(0, sd) prior, or None when the formula has no common slope
-    and mu is fixed at 0), so every hierarchical model of Part I can be checked against the exact engine.
+    and mu is fixed at 0), so every hierarchical model of Part I can be checked against the exact engine. A model
+    with a noise sd per site (`sigma ~ 0 + site`, log link, a Normal(m, s) prior on each log sigma_j) gives the
+    LogNormal prior of each sigma_j: pass `noise_per_site=True` with it (`has_noise_per_site` tells).
     """
     checks.gaussian_model(model, "exact_priors")
     terms = model.components["mu"].terms
@@ -333,21 +535,48 @@ def exact_priors(model, slope: str = "x", group: str = "site") -> tuple[ScalePri
             raise ValueError(f"the common slope {slope} must have a Normal(0, sd) prior, got {common}")
         mu_prior_sd = float(common.args["sigma"])
     tau_prior = _scale_prior(deviation.args["sigma"], f"the sd of {group_term}")
-    return tau_prior, _scale_prior(model.components["sigma"].prior, "sigma"), mu_prior_sd
+    return tau_prior, _noise_prior(model, group), mu_prior_sd
+
+
+def has_noise_per_site(model) -> bool:
+    """Whether a Bambi model has a distributional formula for sigma (`sigma ~ 0 + site`)."""
+    return bool(getattr(model.components["sigma"], "terms", None))
+
+
+def _noise_prior(model, group: str) -> ScalePrior:
+    """The prior of sigma, or of each site's sigma_j in `sigma ~ 0 + site` (log link: Normal on log sigma_j)."""
+    component = model.components["sigma"]
+    if not has_noise_per_site(model):
+        return _scale_prior(component.prior, "sigma")
+    terms = component.terms
+    if list(terms) != [group] or getattr(component, "intercept_term", None) is not None:
+        raise ValueError(
+            f"the exact engine handles a noise sd per site as sigma ~ 0 + {group}; got terms {list(terms)}"
+        )
+    prior = terms[group].prior
+    if prior.name != "Normal":
+        raise ValueError(f"each log sigma_j must have a Normal prior, got {prior}")
+    return ScalePrior("lognormal", float(np.exp(float(prior.args["mu"]))), log_sd=float(prior.args["sigma"]))
 
 
 def slope_model_draws(result, slope_variable: str) -> dict[str, np.ndarray]:
     """Posterior draws (chain, draw) of every quantity `partial_pooling_posterior` summarises, from an MCMC fit
     of `y ~ 0 + [x +] (0 + x | site)`, named as in its `posterior.summary()`: each site's slope (`slope_variable`:
-    "site_slope", or "x|site" without a common slope), "mu" (the common slope, if any), "sigma" and "tau" (unless
-    tau is fixed: a fixed scale has no posterior to compare)."""
+    "site_slope", or "x|site" without a common slope), "mu" (the common slope, if any), "sigma" (or "sigma[site]"
+    for each site with `sigma ~ 0 + site`) and "tau" (unless tau is fixed: a fixed scale has no posterior to
+    compare)."""
     posterior = result.idata.posterior
     slopes = posterior[slope_variable].transpose("chain", "draw", ...)
     sites = slopes[slopes.dims[-1]].to_numpy()
     draws = {str(site): slopes.to_numpy()[..., index] for index, site in enumerate(sites)}
     if "x" in posterior:
         draws["mu"] = posterior["x"].to_numpy()
-    draws["sigma"] = posterior["sigma"].to_numpy()
+    if has_noise_per_site(result.model):  # Bambi's sigma_site is log sigma_j
+        log_sigma = posterior["sigma_site"].transpose("chain", "draw", ...)
+        for index, site in enumerate(log_sigma[log_sigma.dims[-1]].to_numpy()):
+            draws[f"sigma[{site}]"] = np.exp(log_sigma.to_numpy()[..., index])
+    else:
+        draws["sigma"] = posterior["sigma"].to_numpy()
     if exact_priors(result.model)[0].kind != "fixed":
         draws["tau"] = posterior["x|site_sigma"].to_numpy()
     return draws
@@ -377,10 +606,13 @@ EXPLORER_DIALS = {
     "noise sd": [0.5, 1.0, 2.0],
     "number of sites": [2, 8],
     "spread of true slopes": [0.5, 2.0, 7.0],
-    "prior on tau": ["tau fixed at 0.5", "tau ~ HalfCauchy(0.1)", "tau ~ HalfNormal(10)"],
+    # One change at a time: HalfNormal(0.1) and HalfCauchy(0.1) differ in the tail only, HalfNormal(0.1) and
+    # HalfNormal(10) in the scale only.
+    "prior on tau": ["tau fixed at 0.5", "tau ~ HalfNormal(0.1)", "tau ~ HalfCauchy(0.1)", "tau ~ HalfNormal(10)"],
 }
 EXPLORER_TAU_PRIORS = {
     "tau fixed at 0.5": ScalePrior("fixed", 0.5),
+    "tau ~ HalfNormal(0.1)": ScalePrior("halfnormal", 0.1),
     "tau ~ HalfCauchy(0.1)": ScalePrior("halfcauchy", 0.1),
     "tau ~ HalfNormal(10)": ScalePrior("halfnormal", 10.0),
 }
@@ -404,14 +636,33 @@ def explorer_data(
     return simulate_sites(slopes, points_per_site, EXPLORER_X_SD, noise_sd, seed=seed)
 
 
-def many_sites_data(seed: int, sizes=(2, 100), number_of_sites: int = 40, mean: float = -1.5, sd: float = 1.0):
+def many_sites_data(
+    seed: int,
+    sizes=(2, 100),
+    number_of_sites: int = 40,
+    mean: float = -1.5,
+    sd: float = 1.0,
+    clusters: bool = False,
+):
     """Chapter 5's many sites of unequal size: `number_of_sites` sites with log-evenly spaced sizes between
-    `sizes`, true slopes drawn from N(mean, sd^2), x sd 0.5 and noise sd 1. Each site's name gives its size.
-    The same seed gives the same data; different seeds give independent replicates."""
+    `sizes`, true slopes drawn from N(mean, sd), x sd 0.5 and noise sd 1. Each site's name gives its size.
+    The same seed gives the same data; different seeds give independent replicates.
+
+    `clusters=True` draws the slopes from a population the hierarchical model does not assume: two clusters, the
+    sites alternating between them (column `cluster`), each slope its cluster's centre plus N(0, 0.3 sd), the
+    centres placed so that the slopes keep mean `mean` and sd `sd`.
+    """
     from pooling.data import simulate_sites
 
     counts = np.geomspace(*sizes, number_of_sites).round().astype(int)
-    true_slopes = np.random.default_rng(seed).normal(mean, sd, number_of_sites)
+    rng = np.random.default_rng(seed)
+    cluster = np.arange(number_of_sites) % 2
+    if clusters:
+        within = CLUSTER_WITHIN_SD * sd
+        true_slopes = mean + np.where(cluster == 1, 1, -1) * np.sqrt(sd**2 - within**2)
+        true_slopes = true_slopes + rng.normal(0.0, within, number_of_sites)
+    else:
+        true_slopes = rng.normal(mean, sd, number_of_sites)
     data = pd.concat(
         simulate_sites(
             [slope],
@@ -423,8 +674,13 @@ def many_sites_data(seed: int, sizes=(2, 100), number_of_sites: int = 40, mean: 
         )
         for index, (slope, count) in enumerate(zip(true_slopes, counts, strict=True))
     )
+    if clusters:
+        data["cluster"] = np.repeat(np.where(cluster == 1, "upper", "lower"), counts)
     data["site"] = pd.Categorical(data["site"], categories=data["site"].unique())
     return data.reset_index(drop=True)
+
+
+CLUSTER_WITHIN_SD = 0.3  # sd of the slopes within a cluster, in units of the population's sd
 
 
 def explorer_setting(points_per_site, noise_sd, number_of_sites, spread, tau_prior: str) -> dict:
@@ -465,8 +721,33 @@ def explorer_grid(dials: dict = EXPLORER_DIALS) -> dict[tuple, dict]:
 # The general engine: a Gaussian linear model given its two variance parameters, integrated over a grid of them.
 
 
+class _ScaleSummaries:
+    """What every grid posterior says about its scales (sigma, tau, a sigma per site), from `scale_mass`."""
+
+    scale_names: tuple[str, ...] = ()
+
+    def scale_mass(self, scale: str) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def scale_summary(self, scale: str, probability: float = 0.94) -> dict[str, float]:
+        """Exact posterior mean, sd, median and central interval of a scale (see `scale_summary`)."""
+        return scale_summary(*self.scale_mass(scale), probability)
+
+    def probability_below(self, scale: str, value: float) -> float:
+        """Exact posterior probability that a scale is below `value` (the CDF of `scale_summary`)."""
+        return float(_grid_cdf(*self.scale_mass(scale), value))
+
+    def summary(self) -> pd.DataFrame:
+        """Mean, sd and 94% central interval of every combination, then of each scale."""
+        table = pd.DataFrame({"mean": self.mean, "sd": self.sd, "low": self.low, "high": self.high}, index=self.names)
+        for scale in self.scale_names:
+            summary = self.scale_summary(scale)
+            table.loc[scale] = [summary[column] for column in table.columns]
+        return table
+
+
 @dataclass
-class GaussianGridPosterior:
+class GaussianGridPosterior(_ScaleSummaries):
     """Exact posterior of linear combinations of (b, u) in y = X b + Z u + e, e ~ N(0, sigma^2), u ~ N(0, tau^2),
     with b Gaussian a priori, integrated over a grid of (sigma, tau).
 
@@ -483,6 +764,7 @@ class GaussianGridPosterior:
     sigma_grid: np.ndarray
     tau_grid: np.ndarray
     cell: np.ndarray  # axes: sigma, tau; sums to 1
+    scale_names = ("sigma", "tau")
 
     def expect(self, function) -> np.ndarray:
         """Posterior mean of `function(sigma, tau)`, called with sigma of shape (S, 1) and tau of shape (1, T).
@@ -500,14 +782,6 @@ class GaussianGridPosterior:
             return self.tau_grid, self.cell.sum(0)
         raise ValueError(f"the scales are 'sigma' and 'tau', not {scale!r}")
 
-    def scale_summary(self, scale: str, probability: float = 0.94) -> dict[str, float]:
-        """Exact posterior mean, sd, median and central interval of "sigma" or "tau" (see `scale_summary`)."""
-        return scale_summary(*self.scale_mass(scale), probability)
-
-    def probability_below(self, scale: str, value: float) -> float:
-        """Exact posterior probability that "sigma" or "tau" is below `value` (the CDF of `scale_summary`)."""
-        return float(_grid_cdf(*self.scale_mass(scale), value))
-
     def quantiles(self, function, levels) -> np.ndarray:
         """Quantiles of a scalar `function(sigma, tau)` of both scales (say sigma^2 / tau^2): weighted quantiles
         of its values on the grid, each cell's value placed at the middle of its mass and the distribution function
@@ -523,13 +797,137 @@ class GaussianGridPosterior:
         low, high = self.quantiles(function, [(1 - probability) / 2, (1 + probability) / 2])
         return float(low), float(high)
 
-    def summary(self) -> pd.DataFrame:
-        """Mean, sd and 94% central interval of every combination, then of sigma and tau."""
-        table = pd.DataFrame({"mean": self.mean, "sd": self.sd, "low": self.low, "high": self.high}, index=self.names)
-        for scale in ("sigma", "tau"):
-            summary = self.scale_summary(scale)
-            table.loc[scale] = [summary[column] for column in table.columns]
-        return table
+
+@dataclass
+class SiteNoiseGrid(_ScaleSummaries):
+    """Exact posterior of the slope model with a noise sd per site, on a grid of (sigma_1, ..., sigma_J, tau).
+
+    `mean`, `sd`, `low`, `high` are indexed by `names` (the sites, "mu" unless fixed at 0, "new site"); `weight` is
+    each site's posterior mean weight on its own data; `grids` and `cell` (axes in the order of `scale_names`:
+    "sigma[site]" for each site, then "tau") give each scale's exact posterior.
+    """
+
+    names: list
+    mean: np.ndarray
+    sd: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    weight: np.ndarray
+    grids: list
+    cell: np.ndarray
+    scale_names: tuple[str, ...] = ()
+
+    def scale_mass(self, scale: str) -> tuple[np.ndarray, np.ndarray]:
+        """The grid of one scale and its marginal posterior mass on it (summing to 1)."""
+        if scale not in self.scale_names:
+            raise ValueError(f"the scales are {list(self.scale_names)}, not {scale!r}")
+        axis = self.scale_names.index(scale)
+        others = tuple(index for index in range(self.cell.ndim) if index != axis)
+        return self.grids[axis], self.cell.sum(axis=others)
+
+
+# Points per noise sd of the per-site grid (tau gets twice as many): 60 x 60 x 120 cells for two sites.
+SITE_NOISE_GRID_POINTS = 60
+
+
+def site_noise_grid(
+    statistics: pd.DataFrame,
+    tau_prior: ScalePrior,
+    sigma_prior: ScalePrior,
+    mu_prior_sd: float | None,
+    probability: float = 0.94,
+    grid_points: int = SITE_NOISE_GRID_POINTS,
+    passes: int = 2,
+) -> SiteNoiseGrid:
+    """The slope model y_ij ~ N(beta_j x_ij, sigma_j), beta_j ~ N(mu, tau), sigma_j ~ `sigma_prior` independently,
+    mu ~ N(0, mu_prior_sd) (or 0), from each site's sufficient statistics (`sufficient_statistics`).
+
+    Given the scales, site j's data say b_j ~ N(mu, tau^2 + sigma_j^2 / S_j) through its least-squares slope, and
+    sigma_j alone through its residual sum of squares; mu and the slopes are then Gaussian in closed form, and the
+    scales are integrated on a product grid placed in `passes` passes, as in `gaussian_grid_posterior`.
+    """
+    sites = len(statistics)
+    if sites > 3:
+        raise ValueError(
+            f"a noise sd per site needs a grid with one axis per site: {sites} sites are too many (3 at most)"
+        )
+    n, sum_xx, slope, rss = (statistics[column].to_numpy(float) for column in ("n", "sum_x_squared", "slope", "rss"))
+    axes = sites + 1
+    data_scale = float(np.sqrt(rss.sum() / n.sum() + (slope**2 * sum_xx).sum() / n.sum()))
+    ranges = [(min(sigma_prior.scale, data_scale) * 1e-3, max(sigma_prior.scale, data_scale) * 1e3)] * sites
+    ranges.append((min(tau_prior.scale, data_scale) * 1e-3, max(tau_prior.scale, data_scale) * 1e3))
+    for _ in range(passes):
+        # tau's heavy tails need the finer grid: its axis gets twice the points of each sigma's.
+        points = [grid_points] * sites + [2 * grid_points]
+        grids, log_weights = zip(
+            *(
+                prior.grid(points[axis], *ranges[axis])
+                for axis, prior in enumerate([sigma_prior] * sites + [tau_prior])
+            ),
+            strict=True,
+        )
+
+        def along(axis, values):  # values placed on their own axis of the product grid
+            return np.reshape(values, [-1 if index == axis else 1 for index in range(axes)])
+
+        sigma, tau = [along(axis, grids[axis]) for axis in range(sites)], along(sites, grids[sites])
+        spread = [tau**2 + sigma[j] ** 2 / sum_xx[j] for j in range(sites)]  # variance of b_j given mu
+        log_posterior = sum(along(axis, weight) for axis, weight in enumerate(log_weights))
+        for j in range(sites):
+            log_posterior = (
+                log_posterior
+                - (n[j] - 1) / 2 * np.log(2 * np.pi * sigma[j] ** 2)
+                - rss[j] / (2 * sigma[j] ** 2)
+                - 0.5 * np.log(sum_xx[j])
+            )
+        if mu_prior_sd is None:
+            mu_mean, mu_variance = 0.0, 0.0
+            for j in range(sites):
+                log_posterior = log_posterior - 0.5 * np.log(2 * np.pi * spread[j]) - slope[j] ** 2 / (2 * spread[j])
+        else:
+            precision = mu_prior_sd**-2 + sum(1 / spread[j] for j in range(sites))
+            mu_mean = sum(slope[j] / spread[j] for j in range(sites)) / precision
+            mu_variance = 1 / precision
+            log_posterior = log_posterior - 0.5 * (
+                sites * np.log(2 * np.pi)
+                + sum(np.log(spread[j]) for j in range(sites))
+                + np.log(mu_prior_sd**2 * precision)
+                + sum(slope[j] ** 2 / spread[j] for j in range(sites))
+                - precision * mu_mean**2
+            )
+        cell = np.exp(log_posterior - log_posterior.max())
+        cell /= cell.sum()
+        ranges = [
+            _mass_range(grids[axis], cell.sum(axis=tuple(i for i in range(axes) if i != axis))) for axis in range(axes)
+        ]
+    shape = cell.shape
+    weight = [np.broadcast_to(tau**2 / spread[j], shape) for j in range(sites)]
+    means = [weight[j] * slope[j] + (1 - weight[j]) * mu_mean for j in range(sites)]
+    variances = [weight[j] * sigma[j] ** 2 / sum_xx[j] + (1 - weight[j]) ** 2 * mu_variance for j in range(sites)]
+    names = list(statistics.index)
+    if mu_prior_sd is not None:
+        means.append(mu_mean)
+        variances.append(mu_variance)
+        names.append("mu")
+    means.append(mu_mean)  # a new site: mu plus an effect drawn from N(0, tau)
+    variances.append(mu_variance + tau**2)
+    names.append("new site")
+    means = np.stack([np.broadcast_to(value, shape) for value in means], axis=-1)
+    variances = np.stack([np.broadcast_to(value, shape) for value in variances], axis=-1)
+    mean = np.tensordot(cell, means, axes=axes)
+    second_moment = np.tensordot(cell, variances + means**2, axes=axes)
+    low, high = _mixture_interval(cell, means, np.sqrt(variances), probability)
+    return SiteNoiseGrid(
+        names=names,
+        mean=mean,
+        sd=np.sqrt(np.maximum(second_moment - mean**2, 0.0)),
+        low=low,
+        high=high,
+        weight=np.array([np.sum(cell * value) for value in weight]),
+        grids=list(grids),
+        cell=cell,
+        scale_names=(*(f"sigma[{site}]" for site in statistics.index), "tau"),
+    )
 
 
 def gaussian_grid_posterior(
@@ -545,6 +943,7 @@ def gaussian_grid_posterior(
     probability: float = 0.94,
     grid_points: int = 50,
     passes: int = 3,
+    new_group=None,
 ) -> GaussianGridPosterior:
     """The exact posterior of y = X b + Z u + e with b ~ N(m, diag(s^2)), u ~ N(0, tau^2 I), e ~ N(0, sigma^2 I).
 
@@ -554,13 +953,52 @@ def gaussian_grid_posterior(
     times the priors of sigma and tau; each row of `combinations` (a linear combination of theta, columns ordered
     as b then u) then has a posterior that is a mixture of normals over the cells. The grid is placed in `passes`
     passes: the first spans many decades around the prior's and the data's scales, each next one covers only the
-    region where the previous one found the mass, with `grid_points` per scale every time.
+    region where the previous one found the mass, with `grid_points` per scale every time. `new_group` flags the
+    combinations that also hold the effect of a group not in the data, a fresh draw from N(0, tau) (a new site's
+    slope: mu plus that effect).
     """
     checks.instance("sigma_prior", sigma_prior, ScalePrior)
     checks.instance("tau_prior", tau_prior, ScalePrior)
     checks.gaussian_design(y, fixed_design, fixed_prior_mean, fixed_prior_sd, group_design, combinations, names)
     probability, grid_points, passes = checks.grid_settings(probability, grid_points, passes)
     y = np.asarray(y, dtype=float)
+    cross = _cross_products(y, fixed_design, group_design)
+    prior = np.asarray(fixed_prior_mean, dtype=float).reshape(-1), np.asarray(fixed_prior_sd, dtype=float).reshape(-1)
+    combinations = np.asarray(combinations, dtype=float)
+    new_group = np.zeros(len(combinations), bool) if new_group is None else np.asarray(new_group, bool)
+
+    data_scale = float(np.std(y)) or 1.0
+    sigma_range = (min(sigma_prior.scale, data_scale) * 1e-3, max(sigma_prior.scale, data_scale) * 1e3)
+    tau_range = (min(tau_prior.scale, data_scale) * 1e-3, max(tau_prior.scale, data_scale) * 1e3)
+    for scale, (low, high) in (("sigma", sigma_range), ("tau", tau_range)):
+        # 1 / scale^2 and scale^2 must be finite and non-zero all over the grid (later passes only narrow it).
+        if not 1e-150 < low < high < 1e150:
+            raise ValueError(
+                f"data: y's sd ({data_scale:.3g}) puts the grid of {scale} at {low:.3g} to {high:.3g}, too extreme "
+                "for floating point: rescale y (and its priors) toward 1"
+            )
+    for remaining in reversed(range(passes)):
+        sigma, log_sigma_weight = sigma_prior.grid(grid_points, *sigma_range)
+        tau, log_tau_weight = tau_prior.grid(grid_points, *tau_range)
+        # The combinations are needed only on the final grid, and cost the most.
+        log_like, means, variances = _conditional_gaussians(
+            cross, prior, sigma, tau, combinations if remaining == 0 else combinations[:0]
+        )
+        if remaining == 0:
+            variances = variances + new_group * tau[None, :, None] ** 2
+        log_posterior = log_like + log_sigma_weight[:, None] + log_tau_weight[None, :]
+        cell = np.exp(log_posterior - log_posterior.max())
+        cell /= cell.sum()
+        sigma_range, tau_range = _mass_range(sigma, cell.sum(1)), _mass_range(tau, cell.sum(0))
+    mean = np.einsum("st,stk->k", cell, means)
+    # Var = E(Var | cell) + Var(E | cell): not E(x^2) - E(x)^2, which cancels to nonsense when the mean dwarfs the sd
+    spread = np.einsum("st,stk->k", cell, variances + (means - mean) ** 2)
+    low, high = _mixture_interval(cell, means, np.sqrt(variances), probability)
+    return GaussianGridPosterior(list(names), mean, np.sqrt(spread), low, high, sigma, tau, cell)
+
+
+def _cross_products(y, fixed_design, group_design) -> dict:
+    """The sums `_conditional_gaussians` needs from y = X b + Z u + e, computed once per data set."""
     fixed_design = np.asarray(fixed_design, dtype=float).reshape(len(y), -1)
     group_design = np.asarray(group_design, dtype=float)
     if (np.count_nonzero(group_design, axis=1) > 1).any():
@@ -581,7 +1019,7 @@ def gaussian_grid_posterior(
             residual = x_rows - np.outer(z_rows, x_rows.T @ z_rows / zz)
             within_groups[index] = zz * residual.T @ residual
     free = fixed_design[group < 0]
-    cross = {
+    return {
         "xx_free": free.T @ free,
         "xx_groups": xx_groups,
         "within_groups": within_groups,
@@ -592,35 +1030,6 @@ def gaussian_grid_posterior(
         "yy": float(y @ y),
         "n": len(y),
     }
-    prior = np.asarray(fixed_prior_mean, dtype=float).reshape(-1), np.asarray(fixed_prior_sd, dtype=float).reshape(-1)
-    combinations = np.asarray(combinations, dtype=float)
-
-    data_scale = float(np.std(y)) or 1.0
-    sigma_range = (min(sigma_prior.scale, data_scale) * 1e-3, max(sigma_prior.scale, data_scale) * 1e3)
-    tau_range = (min(tau_prior.scale, data_scale) * 1e-3, max(tau_prior.scale, data_scale) * 1e3)
-    for scale, (low, high) in (("sigma", sigma_range), ("tau", tau_range)):
-        # 1 / scale^2 and scale^2 must be finite and non-zero all over the grid (later passes only narrow it).
-        if not 1e-150 < low < high < 1e150:
-            raise ValueError(
-                f"data: y's sd ({data_scale:.3g}) puts the grid of {scale} at {low:.3g} to {high:.3g}, too extreme "
-                "for floating point: rescale y (and its priors) toward 1"
-            )
-    for remaining in reversed(range(passes)):
-        sigma, log_sigma_weight = sigma_prior.grid(grid_points, *sigma_range)
-        tau, log_tau_weight = tau_prior.grid(grid_points, *tau_range)
-        # The combinations are needed only on the final grid, and cost the most.
-        log_like, means, variances = _conditional_gaussians(
-            cross, prior, sigma, tau, combinations if remaining == 0 else combinations[:0]
-        )
-        log_posterior = log_like + log_sigma_weight[:, None] + log_tau_weight[None, :]
-        cell = np.exp(log_posterior - log_posterior.max())
-        cell /= cell.sum()
-        sigma_range, tau_range = _mass_range(sigma, cell.sum(1)), _mass_range(tau, cell.sum(0))
-    mean = np.einsum("st,stk->k", cell, means)
-    # Var = E(Var | cell) + Var(E | cell): not E(x^2) - E(x)^2, which cancels to nonsense when the mean dwarfs the sd
-    spread = np.einsum("st,stk->k", cell, variances + (means - mean) ** 2)
-    low, high = _mixture_interval(cell, means, np.sqrt(variances), probability)
-    return GaussianGridPosterior(list(names), mean, np.sqrt(spread), low, high, sigma, tau, cell)
 
 
 def _conditional_gaussians(cross, prior, sigma, tau, combinations):
