@@ -132,37 +132,20 @@ def test_every_county_is_one_fips_code(survey):
 
 
 # Which terms vary by what in chapter 9's models: each free variable's dimension (None: one value for all states).
+FIXED_STATES = {"state_level": "state", "floor": None, "county_sd": None, "sigma": None}
+SIGMA_PER_STATE = FIXED_STATES | {"sigma": "state"}
+POOLED_STATES = SIGMA_PER_STATE | {"mu": None, "state_sd": None}
+FLOOR_PER_STATE = {term: dim for term, dim in POOLED_STATES.items() if term != "floor"} | {
+    "floor_mean": None,
+    "floor_sd": None,
+    "floor_standard": "state",
+}
 THREE_LEVEL_TERMS = {
-    "radon_all_states": {"state_level": "state", "floor": None, "county_sd": None, "sigma": None},
-    "radon_fixed_states": {"state_level": "state", "floor": None, "county_sd": None, "sigma": "state"},
-    "radon_three_levels": {
-        "mu": None,
-        "state_sd": None,
-        "state_level": "state",
-        "floor": None,
-        "county_sd": None,
-        "sigma": "state",
-    },
-    "radon_three_levels_floor": {
-        "mu": None,
-        "state_sd": None,
-        "state_level": "state",
-        "floor_mean": None,
-        "floor_sd": None,
-        "floor_standard": "state",
-        "county_sd": None,
-        "sigma": "state",
-    },
-    "radon_three_levels_county_sd": {
-        "mu": None,
-        "state_sd": None,
-        "state_level": "state",
-        "floor_mean": None,
-        "floor_sd": None,
-        "floor_standard": "state",
-        "county_sd": "state",
-        "sigma": "state",
-    },
+    "radon_all_states": FIXED_STATES,
+    "radon_fixed_states": SIGMA_PER_STATE,
+    "radon_three_levels": POOLED_STATES,
+    "radon_three_levels_floor": FLOOR_PER_STATE,
+    "radon_three_levels_county_sd": FLOOR_PER_STATE | {"county_sd": "state"},
 }
 
 
