@@ -552,8 +552,7 @@ def three_level_spec(name: str, description: str, **options) -> ModelSpec:
 
 
 # Chapter 9's models of the seven state surveys, each one change from the one before: from `radon_all_states`, the
-# chapter's first edition, to the final `radon_three_levels_floor`, then a county sd per state, which the comparison
-# does not clearly support.
+# chapter's first edition, to the final `radon_three_levels_county_sd`.
 CHAPTER_9_MODELS = [
     three_level_spec(
         "radon_all_states",
