@@ -320,11 +320,12 @@ def three_levels(
     rest through three statistics, each an observed variable named by county: their mean, whose sd is
     sqrt(county_sd^2 + sigma^2 / n); in a county with homes on both floors, the difference between its first-floor
     and basement means, which the county effect cancels; and their squared deviations within each (county, floor)
-    cell, sigma^2 times a chi-squared. The sampler explores the state-level parameters alone, and each county's
-    effect is drawn from its exact conditional posterior, N(w (mean - state's line), sqrt(w / n) sigma) with
-    w = county_sd^2 / (county_sd^2 + sigma^2 / n), through a standard normal `county_standard` that enters nothing
-    else: the joint posterior is the model's own. The returned `PymcModel`'s `pointwise` model writes the same model
-    with one term per home, for LOO's pointwise log-likelihood. Counties are the data's own (FIPS), each in one state.
+    cell, sigma^2 times a chi-squared. The sampler explores the state-level parameters and one standard normal per
+    county, `county_standard`, which enters nothing but that county's effect: the effect is drawn from its exact
+    conditional posterior, N(w (mean - state's line), sqrt(w / n) sigma) with w = county_sd^2 / (county_sd^2 +
+    sigma^2 / n), so the joint posterior is the model's own. The returned `PymcModel`'s `pointwise` model writes the
+    same model with one term per home, for LOO's pointwise log-likelihood. Counties are the data's own (FIPS), each
+    in one state.
     """
     if states not in ("pooled", "fixed"):
         raise ValueError(f"states must be 'pooled' or 'fixed', not {states!r}")
