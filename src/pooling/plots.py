@@ -823,6 +823,7 @@ def nested_levels(
     figure.update_layout(
         title=title,
         yaxis_title=y_title,
-        xaxis={"title": "state", "tickvals": list(range(len(upper))), "ticktext": upper},
+        # no zero line: x is a position, and 0 is the first group's
+        xaxis={"title": "state", "tickvals": list(range(len(upper))), "ticktext": upper, "zeroline": False},
     )
     return figure
