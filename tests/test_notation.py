@@ -15,16 +15,24 @@ SPECS = {**TOY_MODELS, **RADON_MODELS}
 
 @pytest.fixture(scope="module")
 def data_sets():
+    every_home = radon_all_states(tribal_lands=True).dropna(subset=["floor"])
+    minnesota_both = every_home[(every_home["state"] == "MN") & (every_home["county_code"] == "county")]
     return {
         "toy": two_sites(),
         "minnesota": radon_minnesota(),
         "states": radon_all_states().dropna(subset=["floor"]),
+        "tribal": minnesota_both.assign(
+            tribal_lands=(minnesota_both["component"] == "tribal lands").astype(float),
+            county=minnesota_both["county"].astype(str),
+        ),
     }
 
 
 def _data_for(name, data_sets):
     if name.startswith("toy"):
         return data_sets["toy"]
+    if "tribal" in name:
+        return data_sets["tribal"]
     return data_sets["states"] if "states" in name or "three_levels" in name else data_sets["minnesota"]
 
 

@@ -233,40 +233,71 @@ def county_uranium(raw_dir: Path = RAW_DIR) -> pd.DataFrame:
     ).drop_duplicates("fips")  # two Minnesota FIPS codes are listed twice with the same value
 
 
-def radon_survey(raw_dir: Path = RAW_DIR, log_radon: str = "book") -> pd.DataFrame:
-    """The whole radon survey, one row per home, joined with county uranium (Gelman and Hill's derivation).
+# The two components of srrs2.dat. Its `state` column names the survey a record comes from: a state's own survey
+# (`state` equals `state2`, the home's state) or "R5", the EPA Region 5 sample of homes on tribal lands, whose
+# `state2` (MI, MN or WI) is the state the home lies in and whose county field names the reservation.
+COMPONENTS = ("state survey", "tribal lands")
+TRIBAL_SURVEY_CODE = "R5"
+# What a record's FIPS county code is: a county of its state listed in cty.dat, "county unknown" (county code 999),
+# or a code that is neither (not a county of that state).
+COUNTY_CODES = ("county", "county unknown", "not a county")
+UNKNOWN_COUNTY = 999
 
-    Columns: survey (srrs2.dat's `state`: a state's own survey, or "R5" for the EPA Region 5 sample),
-    state (the home's state, srrs2.dat's `state2`), county (``"STATE:NAME"``), county_name, fips,
-    floor (0 basement, 1 first floor), activity, log_radon, uranium (ppm) and log_uranium. `log_radon` is
-    log(activity + 0.1) ("book") or Gelman and Hill's log(activity, with 0 read as 0.1) ("gelman_hill").
-    Duplicate `idnum` rows are dropped. Counties missing from cty.dat keep a missing uranium; a uranium of 0
-    keeps a missing log_uranium.
+
+def _components(homes: pd.DataFrame) -> pd.Series:
+    """Each record's survey component, from srrs2.dat's `state` and `state2`; any other pairing is refused."""
+    tribal = homes["state"] == TRIBAL_SURVEY_CODE
+    own = homes["state"] == homes["state2"]
+    neither = ~(tribal | own)
+    if neither.any():
+        row = neither.idxmax()
+        raise DataError(
+            f"srrs2.dat row {row + 2}: survey {homes.loc[row, 'state']!r} is neither the home's state "
+            f"{homes.loc[row, 'state2']!r} nor the Region 5 sample {TRIBAL_SURVEY_CODE!r}"
+        )
+    return pd.Series(np.where(tribal, COMPONENTS[1], COMPONENTS[0]), index=homes.index)
+
+
+def radon_survey(raw_dir: Path = RAW_DIR, log_radon: str = "book") -> pd.DataFrame:
+    """Every record of srrs2.dat, one row per home, classified and joined with county uranium (Gelman and Hill's
+    derivation of the county: FIPS = state code x 1000 + county code).
+
+    Columns: idnum; component ("state survey": a state's own survey; "tribal lands": the EPA Region 5 sample of
+    homes on tribal lands, srrs2.dat's `state` "R5"); state (the home's state, srrs2.dat's `state2`); county_code
+    ("county": a county of the state listed in cty.dat; "county unknown": county code 999; "not a county": any
+    other code); county (``"STATE:NAME"``) and county_name (srrs2.dat's county field: a reservation's name for
+    tribal lands); fips; floor (0 basement, 1 first floor, 2 and 3 higher floors, 9 unknown); activity; log_radon;
+    weight (srrs2.dat's `adjwt`) and stratum; uranium (ppm) and log_uranium. `log_radon` is log(activity + 0.1)
+    ("book") or Gelman and Hill's log(activity, with 0 read as 0.1) ("gelman_hill"). Duplicate `idnum` rows are
+    dropped. Codes missing from cty.dat keep a missing uranium; a uranium of 0 keeps a missing log_uranium.
     """
     transform = _log_radon_transform(log_radon)  # checked before any file is touched
     raw_dir = _raw_folder(raw_dir)
     paths = fetch_radon_files(raw_dir)
-    columns = ["idnum", "state", "state2", "stfips", "cntyfips", "county", "floor", "activity"]
+    columns = ["idnum", "state", "state2", "stfips", "cntyfips", "county", "floor", "activity", "adjwt", "stratum"]
     homes = _read_table(paths["srrs2.dat"], columns)
+    county_code = _numeric(homes, "cntyfips", "srrs2.dat").astype(int)
 
     table = pd.DataFrame(
         {
             "idnum": _numeric(homes, "idnum", "srrs2.dat").astype(int),
-            "survey": homes["state"],
+            "component": _components(homes),
             "state": homes["state2"],
             "county_name": homes["county"],
-            "fips": (_numeric(homes, "stfips", "srrs2.dat") * 1000 + _numeric(homes, "cntyfips", "srrs2.dat")).astype(
-                int
-            ),
+            "fips": (_numeric(homes, "stfips", "srrs2.dat") * 1000 + county_code).astype(int),
             "floor": _numeric(homes, "floor", "srrs2.dat").astype(int),
             "activity": _numeric(homes, "activity", "srrs2.dat"),
+            "weight": _numeric(homes, "adjwt", "srrs2.dat"),
+            "stratum": _numeric(homes, "stratum", "srrs2.dat").astype(int),
         }
     )
-    uranium = county_uranium(raw_dir).rename(columns={"county_name": "fips_county_name"})[
-        ["fips", "uranium", "fips_county_name"]
-    ]
+    uranium = county_uranium(raw_dir).rename(columns={"county_name": "fips_county_name", "state": "fips_state"})
     table = table.merge(uranium, on="fips", how="left", validate="many_to_one")
-    table = table.drop_duplicates("idnum").reset_index(drop=True)
+    listed = table["fips_state"] == table["state"]  # a county of the home's own state, as cty.dat lists it
+    table["county_code"] = np.select(
+        [listed, county_code.to_numpy() == UNKNOWN_COUNTY], COUNTY_CODES[:2], COUNTY_CODES[2]
+    )
+    table = table.drop_duplicates("idnum").drop(columns="fips_state").reset_index(drop=True)
     table["log_radon"] = transform(table["activity"])
     table["log_uranium"] = np.log(table["uranium"].where(table["uranium"] > 0))
     table["county"] = table["state"] + ":" + table["county_name"]
@@ -278,11 +309,11 @@ def radon_minnesota(raw_dir: Path = RAW_DIR, log_radon: str = "book") -> pd.Data
 
     `log_radon="gelman_hill"` derives log radon as Gelman and Hill do (see `radon_survey`); nothing else changes.
 
-    These are the homes of Minnesota's own survey; the 269 Minnesota homes of the Region 5 sample are
+    These are the homes of Minnesota's own survey; the 269 Minnesota homes of the Region 5 tribal-lands sample are
     left out, as in Gelman and Hill and the PyMC primer.
     """
     table = radon_survey(raw_dir, log_radon)
-    table = table[table["survey"] == "MN"].reset_index(drop=True)
+    table = table[(table["component"] == "state survey") & (table["state"] == "MN")].reset_index(drop=True)
     table["county"] = pd.Categorical(table["county_name"], categories=sorted(table["county_name"].unique()))
     table["county_index"] = table["county"].cat.codes
     return table[
@@ -290,17 +321,21 @@ def radon_minnesota(raw_dir: Path = RAW_DIR, log_radon: str = "book") -> pd.Data
     ]
 
 
-def radon_all_states(raw_dir: Path = RAW_DIR, states=None) -> pd.DataFrame:
-    """Every home of the survey (12,777 homes, 9 states, 472 counties), counties nested in states; or, with
-    `states` (a list of two-letter codes such as ["PA"]), the homes of those states and their counties only.
+def radon_all_states(raw_dir: Path = RAW_DIR, states=None, tribal_lands: bool = False) -> pd.DataFrame:
+    """The homes of the seven state surveys (11,843 homes in 439 counties of AZ, IN, MA, MN, MO, ND and PA),
+    counties nested in states; with `tribal_lands=True` the 934 homes of the Region 5 tribal-lands sample as well
+    (12,777 homes; its MI and WI homes are the only ones of those two states); with `states` (a list of two-letter
+    codes such as ["PA"]) the homes of those states and their counties only.
 
-    `floor` is 0 for a basement and 1 for any floor above it (missing when unknown); `floor_code` keeps
-    the survey's code. A county is its FIPS code, named from cty.dat: the Region 5 sample writes tribal
-    lands in the county field, so one name can span several counties. FIPS codes that cty.dat does not
-    list (mostly xx999, county unknown) get a name that says so and no uranium; counties whose uranium
-    is 0 have no log uranium.
+    `floor` is 0 for a basement and 1 for any floor above it (missing when unknown); `floor_code` keeps the survey's
+    code. A county is its FIPS code, named from cty.dat. A tribal-lands home keeps its reservation (`reservation`,
+    missing for the state surveys) and the FIPS code the sample gave it, which may be "county unknown" (xx999) or
+    not a county of the state at all (`county_code`); such codes get a name that says so and no uranium. Counties
+    whose uranium is 0 have no log uranium.
     """
     table = radon_survey(raw_dir)
+    if not tribal_lands:
+        table = table[table["component"] == "state survey"].reset_index(drop=True)
     if states is not None:
         if isinstance(states, str) or not all(isinstance(state, str) for state in states):
             raise TypeError(f"states must be a list of state codes such as ['PA'], got {states!r}")
@@ -309,13 +344,14 @@ def radon_all_states(raw_dir: Path = RAW_DIR, states=None) -> pd.DataFrame:
         if unknown_states or not states:
             raise ValueError(f"states {unknown_states or states!r} are not in the survey: choose from {known}")
         table = table[table["state"].isin(states)].reset_index(drop=True)
-    unknown = "not in cty.dat (FIPS " + table["fips"].astype(str) + ")"
-    table["county_name"] = table["fips_county_name"].fillna(unknown)
+    table["reservation"] = table["county_name"].where(table["component"] == "tribal lands")
+    code_name = table["county_code"] + " (FIPS " + table["fips"].astype(str) + ")"
+    table["county_name"] = table["fips_county_name"].where(table["county_code"] == "county", code_name)
     table["county"] = table["state"] + ":" + table["county_name"]
     table["state"] = pd.Categorical(table["state"], categories=sorted(table["state"].unique()))
     table["county"] = pd.Categorical(table["county"], categories=sorted(table["county"].unique()))
-    # Outside Minnesota the survey also measured second (2) and third (3) floors and has 9 for "unknown":
-    # `floor` becomes "above the basement" (0 or 1), missing where the floor is unknown.
+    # The surveys also measured second (2) and third (3) floors and have 9 for "unknown": `floor` becomes "above
+    # the basement" (0 or 1), missing where the floor is unknown.
     table["floor_code"] = table["floor"]
     table["floor"] = (table["floor_code"] >= 1).astype(float).where(table["floor_code"] != 9)
     return table.drop(columns="fips_county_name")

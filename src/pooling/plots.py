@@ -788,11 +788,17 @@ def elpd_comparison(comparison: pd.DataFrame, title: str) -> go.Figure:
     return figure
 
 
-def nested_levels(levels: pd.DataFrame, members: pd.DataFrame, title: str, y_title: str) -> go.Figure:
+def nested_levels(
+    levels: pd.DataFrame,
+    members: pd.DataFrame,
+    title: str,
+    y_title: str,
+    member_label: str = "county level (mean)",
+) -> go.Figure:
     """Levels of the upper groups with their 94% central intervals (one trace per `estimate`, e.g. a model), and
     the levels of the groups nested in them as jittered points (Gelman and Hill's picture of a multilevel model).
     `levels` has columns estimate, group, mean, low, high; `members` has columns group (the upper group), member,
-    mean, size."""
+    mean, size. The upper groups appear in the order of their first row in `levels`."""
     figure = go.Figure()
     upper = list(dict.fromkeys(levels["group"]))
     position = {group: index for index, group in enumerate(upper)}
@@ -801,7 +807,7 @@ def nested_levels(levels: pd.DataFrame, members: pd.DataFrame, title: str, y_tit
         x=members["group"].map(position) + jitter,
         y=members["mean"],
         mode="markers",
-        name="county level (mean)",
+        name=member_label,
         text=members["member"],
         customdata=counts_text(members["size"]),
         marker={"color": "rgba(120,120,120,0.45)", "size": 5, "symbol": "circle"},
@@ -836,6 +842,7 @@ def nested_levels(levels: pd.DataFrame, members: pd.DataFrame, title: str, y_tit
     figure.update_layout(
         title=title,
         yaxis_title=y_title,
-        xaxis={"title": "state", "tickvals": list(range(len(upper))), "ticktext": upper},
+        # no zero line: x is a position, and 0 is the first group's
+        xaxis={"title": "state", "tickvals": list(range(len(upper))), "ticktext": upper, "zeroline": False},
     )
     return figure

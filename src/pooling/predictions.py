@@ -16,8 +16,9 @@ import warnings
 import arviz as az
 import numpy as np
 import pandas as pd
+import pymc as pm
 
-from pooling.fitting import Fit
+from pooling.fitting import Fit, add_log_likelihood
 
 
 def _stacked(values) -> np.ndarray:
@@ -56,12 +57,55 @@ def new_group_predictions(result: Fit, rows: pd.DataFrame, term: str, seed: int)
     }
 
 
-def elpd_difference(first, second) -> tuple[float, float]:
-    """elpd_loo of `first` minus that of `second` (two InferenceData with pointwise log-likelihoods of the same
-    observations) and the standard error of the difference, from the pointwise differences [@vehtari2017practical]."""
+def _loo(idata) -> az.ELPDData:
     with warnings.catch_warnings():
-        # Pareto-k warnings are reported per model in the LOO table; here only the difference is wanted.
+        # Pareto-k warnings are reported per model in the LOO table; here only the values are wanted.
         warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto")
-        pointwise = [az.loo(idata, pointwise=True).loo_i.to_numpy() for idata in (first, second)]
+        return az.loo(idata, pointwise=True)
+
+
+def pointwise_loo(result: Fit, step: int = 1) -> az.ELPDData:
+    """PSIS-LOO of a fit, pointwise, from every `step`-th draw of each chain [@vehtari2017practical].
+
+    The pointwise log-likelihood is computed for those draws alone and not kept: for thousands of observations it is
+    the largest array of a fit. Every draw of a thinned chain is still a draw from the posterior, so `step` trades
+    Monte Carlo precision for time and memory, and a fit that needed long chains for the gate need not pay for them
+    twice.
+    """
+    thinned = result.idata.isel(draw=slice(None, None, step))
+    if "log_likelihood" not in thinned.groups():
+        add_log_likelihood(result.model, thinned)
+    return _loo(thinned)
+
+
+def group_log_likelihood(model: pm.Model, idata, group: str = "county"):
+    """Each group's log-likelihood in each draw (chain, draw, group), for a hand-written model whose observed
+    variables are statistics of each group with the group's effect integrated out (`models.three_levels`): each
+    observed variable's dimension names the groups it covers, and its pointwise log-likelihoods are summed by group.
+    """
+    pointwise = pm.compute_log_likelihood(idata, model=model, extend_inferencedata=False, progressbar=False)
+    names = list(model.coords[group])
+    total = 0
+    for values in pointwise.data_vars.values():
+        (dimension,) = [name for name in values.dims if name not in ("chain", "draw")]
+        total = total + values.rename({dimension: group}).reindex({group: names}, fill_value=0.0)
+    return total
+
+
+def group_loo(result: Fit, group: str = "county", step: int = 1) -> az.ELPDData:
+    """PSIS-LOO leaving out one whole group at a time (a new county rather than a new home), from every `step`-th
+    draw, with `group_log_likelihood` as the pointwise log-likelihood."""
+    thinned = result.idata.isel(draw=slice(None, None, step))
+    total = group_log_likelihood(result.model.backend_model, thinned, group)
+    return _loo(az.InferenceData(posterior=thinned.posterior, log_likelihood=total.to_dataset(name=f"{group}s")))
+
+
+def elpd_difference(first, second) -> tuple[float, float]:
+    """elpd_loo of `first` minus that of `second` and the standard error of the difference, from the pointwise
+    differences [@vehtari2017practical]. Each is an InferenceData with the pointwise log-likelihood, or the result of
+    `pointwise_loo` (to compare one model with several without computing its LOO again), of the same observations."""
+    pointwise = [
+        (value if isinstance(value, az.ELPDData) else _loo(value)).loo_i.to_numpy() for value in (first, second)
+    ]
     difference = pointwise[0] - pointwise[1]
     return float(difference.sum()), float(np.sqrt(len(difference) * difference.var()))

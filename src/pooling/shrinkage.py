@@ -1215,3 +1215,67 @@ def _varying_intercept_layout(model) -> dict:
         "centre": centre,
         "group_name": group_name,
     }
+
+
+def measured_groups_posterior(
+    estimates, standard_errors, tau_prior: ScalePrior, mu_prior: tuple[float, float], names, probability: float = 0.94
+) -> GaussianGridPosterior:
+    """The exact posterior of groups measured with known standard errors (Rubin's eight schools): estimate_j ~
+    N(theta_j, se_j), theta_j ~ N(mu, tau), mu ~ N(mu_prior): the general engine with one observation per group,
+    divided by its standard error so that the noise sd is 1 and known. Names: each group's theta, then "mu"."""
+    estimates, errors = np.asarray(estimates, float), checks.array("standard_errors", standard_errors, positive=True)
+    groups = len(estimates)
+    thetas = np.column_stack([np.ones(groups), np.eye(groups)])  # theta_j = mu + u_j
+    return gaussian_grid_posterior(
+        estimates / errors,
+        1 / errors,
+        [mu_prior[0]],
+        [mu_prior[1]],
+        np.diag(1 / errors),
+        ScalePrior("fixed", 1.0),
+        tau_prior,
+        np.vstack([thetas, np.eye(1, groups + 1)]),
+        [*names, "mu"],
+        probability,
+        grid_points=400,
+    )
+
+
+def state_level_likelihood(data: pd.DataFrame, floor, county_sd, sigma) -> pd.DataFrame:
+    """The likelihood of each state's level in chapter 9's three-level model (`models.three_levels`), given the
+    other parameters: Gaussian, with an `estimate` and a `standard_error` per state.
+
+    `floor`, `county_sd` and `sigma` are numbers or Series indexed by state. A county's homes inform its state's
+    level through their mean less the floor effect times their share above the basement, whose variance is
+    county_sd^2 + sigma^2 / n once the county effect is integrated out; the state's estimate is the precision-weighted
+    mean of its counties', its standard error one over the root of their summed precision.
+    """
+    counties = data.groupby("county", observed=True).agg(
+        state=("state", "first"), homes=("log_radon", "size"), mean=("log_radon", "mean"), share=("floor", "mean")
+    )
+    counties["state"] = counties["state"].astype(str)
+
+    def per_county(value):
+        return counties["state"].map(value).to_numpy(float) if isinstance(value, pd.Series) else float(value)
+
+    precision = 1 / (per_county(county_sd) ** 2 + per_county(sigma) ** 2 / counties["homes"])
+    adjusted = counties["mean"] - per_county(floor) * counties["share"]
+    sums = pd.DataFrame({"state": counties["state"], "weight": precision, "weighted": precision * adjusted})
+    sums = sums.groupby("state")[["weight", "weighted"]].sum()
+    return pd.DataFrame({"estimate": sums["weighted"] / sums["weight"], "standard_error": sums["weight"] ** -0.5})
+
+
+def pymc_prior(model, name: str):
+    """The prior of a free variable of a PyMC model as the exact engines take it: (mean, sd) for a Normal, a
+    `ScalePrior` for a HalfNormal or HalfCauchy; read from the model, so a computation uses the model's own prior."""
+    variable = model[name]
+    kind = variable.owner.op._print_name[0]
+    parameters = []
+    for parameter in variable.owner.op.dist_params(variable.owner):
+        (value,) = np.unique(np.asarray(parameter.eval(), dtype=float))  # one value, however many groups share it
+        parameters.append(float(value))
+    if kind == "Normal":
+        return tuple(parameters)
+    if kind in ("HalfNormal", "HalfCauchy"):  # PyMC's half-distributions carry a location, 0 here, then the scale
+        return ScalePrior(kind.lower(), parameters[-1])
+    raise ValueError(f"{name} has a {kind} prior; the exact engines take Normal, HalfNormal or HalfCauchy")
