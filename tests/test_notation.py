@@ -6,40 +6,16 @@ import dataclasses
 
 import pytest
 
-from pooling.data import radon_all_states, radon_minnesota, two_sites
 from pooling.models import RADON_MODELS, TOY_MODELS, Symbol
 from pooling.notation import model_markdown, pymc_model, symbol_table
 
 SPECS = {**TOY_MODELS, **RADON_MODELS}
 
 
-@pytest.fixture(scope="module")
-def data_sets():
-    every_home = radon_all_states(tribal_lands=True).dropna(subset=["floor"])
-    minnesota_both = every_home[(every_home["state"] == "MN") & (every_home["county_code"] == "county")]
-    return {
-        "toy": two_sites(),
-        "minnesota": radon_minnesota(),
-        "states": radon_all_states().dropna(subset=["floor"]),
-        "tribal": minnesota_both.assign(
-            tribal_lands=(minnesota_both["component"] == "tribal lands").astype(float),
-            county=minnesota_both["county"].astype(str),
-        ),
-    }
-
-
-def _data_for(name, data_sets):
-    if name.startswith("toy"):
-        return data_sets["toy"]
-    if "tribal" in name:
-        return data_sets["tribal"]
-    return data_sets["states"] if "states" in name or "three_levels" in name else data_sets["minnesota"]
-
-
 @pytest.mark.parametrize("name", SPECS)
-def test_every_parameter_has_a_symbol_and_every_symbol_a_parameter(name, data_sets):
+def test_every_parameter_has_a_symbol_and_every_symbol_a_parameter(name, catalogue_data):
     spec = SPECS[name]
-    model = spec.build(_data_for(name, data_sets))
+    model = spec.build(catalogue_data(name))
     backend = pymc_model(model)
     assert spec.equations, f"{name} has no equations"
     mapped = {entry.name for entry in spec.symbols}
@@ -50,10 +26,10 @@ def test_every_parameter_has_a_symbol_and_every_symbol_a_parameter(name, data_se
     assert not table["prior in the model"].str.contains("Unknown|_lkj").any(), table
 
 
-def test_priors_are_read_from_the_model(data_sets):
+def test_priors_are_read_from_the_model(catalogue_data):
     """The table shows what the built model holds: the spec's own priors, and Bambi's data-scaled defaults."""
     fixed = symbol_table(
-        TOY_MODELS["toy_hierarchical_fixed_sd"], TOY_MODELS["toy_hierarchical_fixed_sd"].build(data_sets["toy"])
+        TOY_MODELS["toy_hierarchical_fixed_sd"], TOY_MODELS["toy_hierarchical_fixed_sd"].build(catalogue_data("toy"))
     )
     priors = dict(zip(fixed["symbol"], fixed["prior in the model"], strict=True))
     assert priors["$\\tau$"] == "Uniform(0.499, 0.501)"
@@ -61,19 +37,19 @@ def test_priors_are_read_from_the_model(data_sets):
     assert priors["$u_j$"] == "Normal(0, $\\tau$)"
     assert priors["$\\sigma$"] == "HalfCauchy(5)"
     lkj = RADON_MODELS["radon_correlated_slopes"]
-    row = symbol_table(lkj, lkj.build(data_sets["minnesota"])).set_index("symbol").loc["$L$", "prior in the model"]
+    row = symbol_table(lkj, lkj.build(catalogue_data("radon"))).set_index("symbol").loc["$L$", "prior in the model"]
     assert row == "LKJ(η = 2) on the correlations, each sd Exponential(rate 2)"  # as varying_slopes writes it
 
 
-def test_a_symbol_the_model_lacks_is_refused(data_sets):
+def test_a_symbol_the_model_lacks_is_refused(catalogue_data):
     spec = TOY_MODELS["toy_pooled"]
     wrong = dataclasses.replace(spec, symbols=(*spec.symbols, Symbol("x|site_sigma", "\\tau", "not in this model")))
     with pytest.raises(ValueError, match="x\\|site_sigma"):
-        symbol_table(wrong, wrong.build(data_sets["toy"]))
+        symbol_table(wrong, wrong.build(catalogue_data("toy")))
 
 
-def test_the_markdown_keeps_a_pipe_in_a_name_inside_its_cell(data_sets):
+def test_the_markdown_keeps_a_pipe_in_a_name_inside_its_cell(catalogue_data):
     spec = TOY_MODELS["toy_hierarchical"]
-    text = model_markdown(spec, spec.build(data_sets["toy"]))
+    text = model_markdown(spec, spec.build(catalogue_data("toy")))
     assert "`x\\|site_sigma`" in text and text.count("$$") == 2 * len(spec.equations)
     assert text.startswith(f"`{spec.formula}`")

@@ -176,17 +176,11 @@ def test_priors_given_to_a_hand_written_model_are_refused_not_ignored(no_samplin
         fit(spec, pd.DataFrame({"log_radon": [1.0, 2.0], "floor": [0, 1]}))
 
 
-def test_every_model_of_the_book_passes_the_checks_and_reaches_the_sampler(no_sampling):
+def test_every_model_of_the_book_passes_the_checks_and_reaches_the_sampler(no_sampling, catalogue_data):
     """No false alarm: each catalogue model, on its own data, gets through to sampling."""
-    from pooling.data import radon_all_states, radon_minnesota, two_sites
-
-    minnesota, states = radon_minnesota(), radon_all_states().dropna(subset=["floor"])
     for name, spec in {**TOY_MODELS, **RADON_MODELS}.items():
-        frame = two_sites() if name.startswith("toy") else minnesota
-        if "states" in name or "three_levels" in name:
-            frame = states
         with pytest.raises(Sampled):
-            fit(spec, frame, use_cache=False)
+            fit(spec, catalogue_data(name), use_cache=False)
 
 
 def _fake_sampler(diverging: int = 0):

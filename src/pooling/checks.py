@@ -147,7 +147,6 @@ def slope_groups(statistics: pd.DataFrame, minimum_points: int) -> None:
     raise ValueError(f"data: the values in group {name!r} are too large to compute with; rescale them")
 
 
-
 # ---------------------------------------------------------------------------------------------------------------
 # What `fitting.fit` accepts: the data a model spec uses, and its priors.
 

@@ -357,6 +357,17 @@ def radon_all_states(raw_dir: Path = RAW_DIR, states=None, tribal_lands: bool = 
     return table.drop(columns="fips_county_name")
 
 
+def radon_minnesota_both_components(raw_dir: Path = RAW_DIR) -> pd.DataFrame:
+    """Every Minnesota home of both collections whose code is a county and whose floor is known, `tribal_lands` 1.0
+    for a home of the Region 5 tribal-lands sample and 0.0 for the state survey: the two compared at the same floor
+    and in the same county (the model `radon_minnesota_tribal_lands`)."""
+    homes = radon_all_states(raw_dir, states=["MN"], tribal_lands=True)
+    homes = homes[homes["county_code"] == "county"].dropna(subset=["floor"])
+    return homes.assign(
+        tribal_lands=(homes["component"] == "tribal lands").astype(float), county=homes["county"].astype(str)
+    ).reset_index(drop=True)
+
+
 def subsample_groups(data: pd.DataFrame, sizes: dict, group: str = "site", seed: int = 0) -> pd.DataFrame:
     """`data` with each group named in `sizes` cut down to that many of its rows, chosen at random (the same rows
     for the same seed), and every other group kept whole: what happens when a group has less data.
