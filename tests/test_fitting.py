@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pooling.chapter import number
 from pooling.data import simulate_sites
 from pooling.fitting import DiagnosticsError, LedgerError, cache_key, fit, fit_ledger, forget_chapter
 from pooling.models import TOY_MODELS, ModelSpec
@@ -155,5 +156,7 @@ def test_a_downloaded_posterior_loads_with_its_fits_means(sites, private_cache, 
     path.unlink()
     unpublished = fitting.diagnostics_table([result], publish=False)  # an exercise's fit: readers make their own
     assert fitting.DOWNLOAD_COLUMN not in unpublished and "download" not in unpublished._repr_html_()
-    assert unpublished.loc[POOLED.name].to_dict() == {k: v for k, v in result.report().items() if k != "model"}
+    expected = {k: v for k, v in fitting.formatted_report(result.report()).items() if k != "model"}
+    assert unpublished.loc[POOLED.name].to_dict() == expected
+    assert expected["bulk ESS min"] == number(result.diagnostics.ess_bulk_min, 0)  # as the prose rounds it
     assert not list((tmp_path / "posteriors").glob("*.nc"))

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from pooling.data import radon_all_states, radon_minnesota, two_sites
-from pooling.models import RADON_MODELS, TOY_MODELS, Symbol
+from pooling.models import RADON_MODELS, TOY_MODELS, Symbol, with_first_floor_share
 from pooling.notation import model_markdown, pymc_model, symbol_table
 
 SPECS = {**TOY_MODELS, **RADON_MODELS}
@@ -25,7 +25,9 @@ def data_sets():
 def _data_for(name, data_sets):
     if name.startswith("toy"):
         return data_sets["toy"]
-    return data_sets["states"] if "states" in name or "three_levels" in name else data_sets["minnesota"]
+    if "states" in name or "three_levels" in name:
+        return data_sets["states"]
+    return with_first_floor_share(data_sets["minnesota"]) if name == "radon_contextual" else data_sets["minnesota"]
 
 
 @pytest.mark.parametrize("name", SPECS)
