@@ -427,10 +427,6 @@ STATE_POPULATION = (
     Symbol("state_level", r"\alpha_s", "state s's basement level"),
 )
 
-# The no-pooling fits mix fast (bulk and tail ESS above 3,300 and 2,300 at 1,000 draws per chain), and their
-# 86 or 170 coefficients make each draw dear: 500 draws per chain still give several times the gate's 400.
-HALF_DRAWS = {"draws": 500}
-
 COUNTY_FLOOR_SLOPE = (("county_floor_slope", ("floor", "floor|county")),)
 
 RADON_MODELS = {
@@ -451,7 +447,6 @@ RADON_MODELS = {
             "radon_county_intercepts",
             "log_radon ~ 0 + county + floor",
             description="no pooling of intercepts, one floor slope",
-            sampler_settings=HALF_DRAWS,
             equations=(r"y_i \sim \mathcal{N}(\alpha_{j[i]} + \beta\, x_i,\ \sigma_y)",),
             symbols=(Symbol("county", r"\alpha_j", "county j's basement level, its own"), FLOOR, HOME_SD),
         ),
@@ -476,7 +471,6 @@ RADON_MODELS = {
             # Bambi scales default priors by each column's sd, which is 0 in counties with no first floor.
             {"floor:county": bmb.Prior("Normal", mu=0, sigma=2.5)},
             description="a floor slope per county, no pooling (toy: y ~ 0 + x:site)",
-            sampler_settings=HALF_DRAWS,
             equations=(r"y_i \sim \mathcal{N}(\alpha_{j[i]} + \beta_{j[i]}\, x_i,\ \sigma_y)",),
             symbols=(
                 Symbol("county", r"\alpha_j", "county j's basement level"),
