@@ -860,6 +860,10 @@ def _varying_intercept_layout(model) -> dict:
     0 (for radon, a basement home). A model without a group term gets a Z with no columns and a tau fixed at 1,
     which then plays no part.
     """
+    if model.family.name != "gaussian":
+        raise ValueError(
+            f"the exact engine needs a Gaussian likelihood; {model.formula} has family {model.family.name!r}"
+        )
     component = model.components["mu"]
     group_terms = component.group_specific_terms
     (group_name, group_term), *others = list(group_terms.items()) or [(None, None)]
