@@ -107,6 +107,9 @@ def predictive_bands(data: pd.DataFrame, predictive: np.ndarray, title: str, gro
     return figure
 
 
+KDE_VALUES = 20_000  # enough for a smooth curve; the estimate's error is far below the line width
+
+
 def posterior_densities(
     draws: dict[str, np.ndarray],
     title: str,
@@ -115,13 +118,15 @@ def posterior_densities(
     y_title: str = "posterior density",
 ) -> go.Figure:
     """Overlaid kernel density estimates of draws, one curve per label, each in its own colour and dash;
-    `curves` adds exact densities ({label: (grid, density)}, such as a prior), drawn as thin dashed lines."""
+    `curves` adds exact densities ({label: (grid, density)}, such as a prior), drawn as thin dashed lines. A curve
+    is estimated from at most KDE_VALUES of its draws, thinned evenly (a predictive distribution can have millions)."""
     from scipy.stats import gaussian_kde
 
     figure = go.Figure()
     dashes = ("solid", "dash", "dot", "dashdot", "longdash")
     for index, (label, values) in enumerate(draws.items()):
-        values = np.asarray(values)
+        values = np.asarray(values).ravel()
+        values = values[:: -(-len(values) // KDE_VALUES)]
         grid = np.linspace(*np.quantile(values, [0.001, 0.999]), 300)
         figure.add_scatter(
             x=grid,

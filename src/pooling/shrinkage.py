@@ -670,6 +670,8 @@ def _conditional_gaussians(cross, prior, sigma, tau, combinations):
     )
     c_b, c_u = combinations[:, :fixed], combinations[:, fixed:]
     means = mean_b @ c_b.T + mean_u @ c_u.T
+    if not len(combinations):  # the likelihood alone (a grid pass, a marginal likelihood): no inverse needed
+        return log_like, means, means
     g = c_b - np.swapaxes((b / d[..., None, :]) @ c_u.T, -1, -2)
     variances = np.einsum("stkp,stpq,stkq->stk", g, np.linalg.inv(schur), g, optimize=True) + (1 / d) @ (c_u**2).T
     return log_like, means, variances
