@@ -551,7 +551,7 @@ def gaussian_grid_posterior(
     cross = _cross_products(y, fixed_design, group_design)
     prior = np.asarray(fixed_prior_mean, dtype=float).reshape(-1), np.asarray(fixed_prior_sd, dtype=float).reshape(-1)
     combinations = np.asarray(combinations, dtype=float)
-    sigma, tau, log_weight = _place_grid(cross, prior, float(np.std(y)), sigma_prior, tau_prior, grid_points, passes)
+    sigma, tau, log_weight, _ = _place_grid(cross, prior, float(np.std(y)), sigma_prior, tau_prior, grid_points, passes)
     log_like, means, variances = _conditional_gaussians(cross, prior, sigma, tau, combinations)
     cell = _normalised(log_like + log_weight)
     mean = np.einsum("st,stk->k", cell, means)
@@ -597,7 +597,8 @@ def _cross_products(y, fixed_design, group_design) -> dict:
 
 
 def _place_grid(cross, prior, data_scale, sigma_prior, tau_prior, grid_points, passes):
-    """The final grid of (sigma, tau) and the log quadrature weight of each cell (its priors times its size).
+    """The final grid of (sigma, tau), the log quadrature weight of each cell (its priors times its size), and the
+    ranges of the first pass (the widest the grid may span).
 
     The first pass spans many decades around the prior's and the data's scales, each next one covers only the region
     where the previous one found the posterior mass, with `grid_points` per scale every time.
@@ -612,15 +613,48 @@ def _place_grid(cross, prior, data_scale, sigma_prior, tau_prior, grid_points, p
                 f"data: y's sd ({data_scale:.3g}) puts the grid of {scale} at {low:.3g} to {high:.3g}, too extreme "
                 "for floating point: rescale y (and its priors) toward 1"
             )
+    bounds = sigma_range, tau_range
     no_combinations = np.empty((0, len(prior[1]) + len(cross["zz"])))
     for remaining in reversed(range(passes)):
-        sigma, log_sigma_weight = sigma_prior.grid(grid_points, *sigma_range)
-        tau, log_tau_weight = tau_prior.grid(grid_points, *tau_range)
-        log_weight = log_sigma_weight[:, None] + log_tau_weight[None, :]
+        sigma, tau, log_weight = _grid(sigma_prior, tau_prior, grid_points, sigma_range, tau_range)
         if remaining:
             cell = _normalised(_conditional_gaussians(cross, prior, sigma, tau, no_combinations)[0] + log_weight)
             sigma_range, tau_range = _mass_range(sigma, cell.sum(1)), _mass_range(tau, cell.sum(0))
-    return sigma, tau, log_weight
+    return sigma, tau, log_weight, bounds
+
+
+def _grid(sigma_prior, tau_prior, grid_points, sigma_range, tau_range):
+    """The grid of (sigma, tau) over the two ranges and the log quadrature weight of each cell; `grid_points` is one
+    number for both scales or a pair."""
+    sigma_points, tau_points = grid_points if isinstance(grid_points, tuple) else (grid_points, grid_points)
+    sigma, log_sigma_weight = sigma_prior.grid(sigma_points, *sigma_range)
+    tau, log_tau_weight = tau_prior.grid(tau_points, *tau_range)
+    return sigma, tau, log_sigma_weight[:, None] + log_tau_weight[None, :]
+
+
+def _widened(values, masses, bounds, tail=1e-8, margin=2, steps=4):
+    """A log-spaced grid's range and number of points, widened at its own spacing on the side where some posterior in
+    `masses` (one row each, the full data's first) puts more mass in the `margin` cells at that edge than the full
+    data's (tenfold, or `tail`, which bounds the relative error of a predictive density that the edge causes), so
+    that the edge no longer cuts it: as many steps as it came inside the margin and `steps` more, never past `bounds`.
+    The grid as it is when every posterior lies inside. (The full data's own mass may touch the low edge of a group
+    sd, whose first cell integrates down to 0.)"""
+    if len(values) == 1:  # a fixed scale
+        return (values[0], values[0]), 1
+    low_mass = masses[:, :margin].sum(1)
+    high_mass = masses[:, -margin:].sum(1)
+    cumulative = np.cumsum(masses, axis=-1)
+    ratio = values[1] / values[0]
+    low, high, points = values[0], values[-1], len(values)
+    if (low_mass[1:] > max(tail, 10 * low_mass[0])).any() and low > bounds[0]:
+        first = int((cumulative[1:] > tail).argmax(axis=-1).min())
+        extra = max(margin - first, 0) + steps
+        low, points = low / ratio**extra, points + extra
+    if (high_mass[1:] > max(tail, 10 * high_mass[0])).any() and high < bounds[1]:
+        last = int((cumulative[1:] >= 1 - tail).argmax(axis=-1).max())
+        extra = max(last - (len(values) - 1 - margin), 0) + steps
+        high, points = high * ratio**extra, points + extra
+    return (low, high), points
 
 
 def _normalised(log_mass):
@@ -724,30 +758,48 @@ def held_out_elpd(model, held_out, grid_points: int = 50, passes: int = 3) -> pd
         )
     fixed_design, group_design = layout["fixed_design"], layout["group_design"]
     prior = layout["prior_mean"], layout["prior_sd"]
+    scales = layout["sigma_prior"], layout["tau_prior"]
     cross = _cross_products(y, fixed_design, group_design)
-    sigma, tau, log_weight = _place_grid(
-        cross, prior, float(np.std(y)), layout["sigma_prior"], layout["tau_prior"], grid_points, passes
-    )
+    sigma, tau, log_weight, bounds = _place_grid(cross, prior, float(np.std(y)), *scales, grid_points, passes)
     labels, first, counts = np.unique(held_out, return_index=True, return_counts=True)
     order = np.argsort(first)  # labels in order of appearance
     labels, first, counts = labels[order], first[order], counts[order]
-    if (counts == 1).all():
-        rows = np.column_stack([fixed_design, group_design])[first]
-        values = _one_row_elpd(cross, prior, sigma, tau, log_weight, y[first], rows)
-        return pd.Series(values, index=labels, name="elpd")
-    no_combinations = np.empty((0, fixed_design.shape[1] + group_design.shape[1]))
+    subsets = [
+        _cross_products(y[kept], fixed_design[kept], group_design[kept])
+        for kept in ([] if (counts == 1).all() else [held_out != label for label in labels])
+    ]
 
-    def log_evidence(kept):
-        part = _cross_products(y[kept], fixed_design[kept], group_design[kept])
-        return special.logsumexp(_conditional_gaussians(part, prior, sigma, tau, no_combinations)[0] + log_weight)
+    def on_grid(sigma, tau, log_weight):
+        """Each held-out set's log predictive density, and the posterior mass on the grid without it."""
+        if not subsets:
+            rows = np.column_stack([fixed_design, group_design])[first]
+            return _one_row_elpd(cross, prior, sigma, tau, log_weight, y[first], rows)
+        no_combinations = np.empty((0, fixed_design.shape[1] + group_design.shape[1]))
+        log_masses = np.stack(
+            [
+                _conditional_gaussians(part, prior, sigma, tau, no_combinations)[0] + log_weight
+                for part in [cross, *subsets]
+            ]
+        )
+        log_evidence = special.logsumexp(log_masses, axis=(1, 2))
+        masses = np.exp(log_masses - log_evidence[:, None, None])
+        return log_evidence[0] - log_evidence[1:], masses
 
-    everything = log_evidence(np.ones(len(y), dtype=bool))
-    values = [everything - log_evidence(held_out != label) for label in labels]
+    # The grid is placed for the full data; a posterior without some rows may reach past it (with few data), so the
+    # grid is widened, at the same spacing, until it holds every one of them.
+    for _ in range(50):
+        values, masses = on_grid(sigma, tau, log_weight)
+        sigma_range, sigma_points = _widened(sigma, masses.sum(2), bounds[0])
+        tau_range, tau_points = _widened(tau, masses.sum(1), bounds[1])
+        if (sigma_points, tau_points) == (len(sigma), len(tau)):
+            break
+        sigma, tau, log_weight = _grid(*scales, (sigma_points, tau_points), sigma_range, tau_range)
     return pd.Series(values, index=labels, name="elpd")
 
 
 def _one_row_elpd(cross, prior, sigma, tau, log_weight, y, rows):
-    """log p(y_i | y_-i) for single rows (`rows`: their columns of [X Z]), from one pass over the grid.
+    """log p(y_i | y_-i) for single rows (`rows`: their columns of [X Z]), from one pass over the grid, and the
+    posterior mass on the grid of the full data, then without each row.
 
     Given (sigma, tau) with full-data posterior mean m_i and variance v_i of row i's linear predictor, the row's
     leverage is h_i = v_i / sigma^2 and y_i | y_-i ~ N(y_i - (y_i - m_i) / (1 - h_i), sigma^2 / (1 - h_i)) (the
@@ -760,7 +812,10 @@ def _one_row_elpd(cross, prior, sigma, tau, log_weight, y, rows):
     kept = 1 - variances / noise
     log_density = stats.norm.logpdf(y, y - (y - means) / kept, np.sqrt(noise / kept))
     with np.errstate(divide="ignore"):  # cells without mass
-        return -special.logsumexp(np.log(cell)[..., None] - log_density, axis=(0, 1))
+        log_without = np.log(cell)[..., None] - log_density  # the posterior without each row, unnormalised
+    log_elpd = -special.logsumexp(log_without, axis=(0, 1))
+    masses = np.exp(np.moveaxis(log_without, -1, 0) + log_elpd[:, None, None])  # and normalised
+    return log_elpd, np.concatenate([cell[None], masses])
 
 
 def varying_intercept_draws(model, idata) -> dict[str, np.ndarray]:
