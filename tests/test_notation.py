@@ -119,3 +119,5 @@ def test_priors_reads_each_prior_from_the_built_model(data_sets):
     read = priors(spec, spec.build(data_sets["minnesota"]))
     assert read["Intercept"] == "Normal(1, 1)" and read["1|county_sigma"] == "HalfNormal(0.5)"
     assert read["sigma"] == "HalfNormal(1)"
+    student_t = RADON_MODELS["radon_varying_intercepts_student_t"]
+    assert priors(student_t, student_t.build(data_sets["minnesota"]))["nu"] == "Gamma(shape 2, rate 0.1)"  # Bambi's

@@ -63,6 +63,9 @@ def prior_of(variable, model: pm.Model, symbols: dict[str, str]) -> str:
         (scale,) = params
         (value,) = np.unique(np.asarray(scale.eval(), dtype=float))
         return f"Exponential(rate {_number(1 / value)})"
+    if name == "Gamma":  # likewise (shape, scale) for `pm.Gamma("x", alpha=2, beta=0.1)`, beta the rate
+        shape, scale = (float(np.unique(np.asarray(param.eval(), dtype=float))[0]) for param in params)
+        return f"Gamma(shape {_number(shape)}, rate {_number(1 / scale)})"
     shown = [_parameter(param, symbols, named) for param in params]
     if name.startswith("Half") and name != "HalfStudentT" and shown[0] == "0":
         shown = shown[1:]  # PyMC's half-distributions carry a location, always 0 here
