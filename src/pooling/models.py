@@ -427,6 +427,11 @@ STATE_POPULATION = (
     Symbol("state_level", r"\alpha_s", "state s's basement level"),
 )
 
+URANIUM_LINE = (
+    Symbol("Intercept", r"\gamma_0", "basement level of a county whose log uranium is 0 (1 ppm)"),
+    Symbol("log_uranium", r"\gamma_1", "change in a county's level per unit of log uranium"),
+)
+
 COUNTY_FLOOR_SLOPE = (("county_floor_slope", ("floor", "floor|county")),)
 
 RADON_MODELS = {
@@ -564,8 +569,7 @@ RADON_MODELS = {
                 NONCENTRED_INTERCEPTS + r", \qquad a_j = \alpha_j - \gamma_0 - \gamma_1 u_j",
             ),
             symbols=(
-                Symbol("Intercept", r"\gamma_0", "basement level of a county whose log uranium is 0 (1 ppm)"),
-                Symbol("log_uranium", r"\gamma_1", "change in a county's level per unit of log uranium"),
+                *URANIUM_LINE,
                 Symbol("1|county", "a_j", "county j's deviation from the uranium line"),
                 Symbol("1|county_sigma", r"\sigma_\alpha", "sd of the counties around the uranium line"),
                 COUNTY_OFFSET,
@@ -579,8 +583,7 @@ RADON_MODELS = {
             description="county log uranium with no county effects: the uranium model with sigma_alpha = 0",
             equations=(r"y_i \sim \mathcal{N}(\gamma_0 + \gamma_1 u_{j[i]} + \beta\, x_i,\ \sigma_y)",),
             symbols=(
-                Symbol("Intercept", r"\gamma_0", "basement level of a county whose log uranium is 0 (1 ppm)"),
-                Symbol("log_uranium", r"\gamma_1", "change in a county's level per unit of log uranium"),
+                *URANIUM_LINE,
                 FLOOR,
                 Symbol("sigma", r"\sigma_y", "sd of homes around their county's uranium line"),
             ),

@@ -420,6 +420,27 @@ def shrinkage_table(groups, sizes, unpooled: pd.DataFrame, partial: pd.DataFrame
     return table
 
 
+def _arrow(figure: go.Figure, start: tuple[float, float], end: tuple[float, float]) -> None:
+    """A thin grey arrow from an unpooled estimate to its partially pooled one (in axis units; a log axis's
+    positions are log10 of the values)."""
+    figure.add_annotation(
+        x=end[0],
+        y=end[1],
+        ax=start[0],
+        ay=start[1],
+        xref="x",
+        yref="y",
+        axref="x",
+        ayref="y",
+        showarrow=True,
+        arrowhead=2,
+        arrowsize=1,
+        arrowwidth=1,
+        arrowcolor="rgba(120,120,120,0.6)",
+        text="",
+    )
+
+
 def shrinkage_by_size(
     table: pd.DataFrame, references: float | dict[str, float], title: str, y_title: str, size_title: str
 ) -> go.Figure:
@@ -433,22 +454,7 @@ def shrinkage_by_size(
     with_intervals = {"unpooled_low", "partial_low"} <= set(table.columns)
     shift = {"unpooled": 0.97, "partial": 1.03} if with_intervals else {"unpooled": 1.0, "partial": 1.0}
     for row, x in zip(table.itertuples(), jitter, strict=False):
-        figure.add_annotation(
-            x=np.log10(x * shift["partial"]),
-            y=row.partial,
-            ax=np.log10(x * shift["unpooled"]),
-            ay=row.unpooled,
-            xref="x",
-            yref="y",
-            axref="x",
-            ayref="y",
-            showarrow=True,
-            arrowhead=2,
-            arrowsize=1,
-            arrowwidth=1,
-            arrowcolor="rgba(120,120,120,0.6)",
-            text="",
-        )
+        _arrow(figure, (np.log10(x * shift["unpooled"]), row.unpooled), (np.log10(x * shift["partial"]), row.partial))
     for index, (label, column, symbol) in enumerate(
         (("unpooled", "unpooled", "circle"), ("partially pooled", "partial", "diamond"))
     ):
@@ -924,22 +930,7 @@ def bivariate_shrinkage(table: pd.DataFrame, centre: tuple[float, float], title:
     shrinkage in two dimensions). `table` also has columns group and size."""
     figure = go.Figure()
     for row in table.itertuples():
-        figure.add_annotation(
-            x=row.x_partial,
-            y=row.y_partial,
-            ax=row.x_unpooled,
-            ay=row.y_unpooled,
-            xref="x",
-            yref="y",
-            axref="x",
-            ayref="y",
-            showarrow=True,
-            arrowhead=2,
-            arrowsize=1,
-            arrowwidth=1,
-            arrowcolor="rgba(120,120,120,0.5)",
-            text="",
-        )
+        _arrow(figure, (row.x_unpooled, row.y_unpooled), (row.x_partial, row.y_partial))
     for index, (label, suffix, symbol) in enumerate(
         (("unpooled (the county's own homes)", "unpooled", "circle"), ("partially pooled", "partial", "diamond"))
     ):
