@@ -156,6 +156,7 @@ def test_a_downloaded_posterior_loads_with_its_fits_means(sites, private_cache, 
     path.unlink()
     unpublished = fitting.diagnostics_table([result], publish=False)  # an exercise's fit: readers make their own
     assert fitting.DOWNLOAD_COLUMN not in unpublished and "download" not in unpublished._repr_html_()
+    assert tuple(result.report()) == fitting.REPORT_COLUMNS  # the appendix orders its columns by it
     expected = {k: v for k, v in fitting.formatted_report(result.report()).items() if k != "model"}
     assert unpublished.loc[POOLED.name].to_dict() == expected
     assert expected["bulk ESS min"] == number(result.diagnostics.ess_bulk_min, 0)  # as the prose rounds it

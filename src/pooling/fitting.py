@@ -128,6 +128,21 @@ class Fit:
         }
 
 
+REPORT_COLUMNS = (
+    "model",
+    "formula",
+    "sampler",
+    "chains",
+    "tune",
+    "draws",
+    "target accept",
+    "r_hat max",
+    "bulk ESS min",
+    "tail ESS min",
+    "E-BFMI min",
+    "divergences",
+    "fit seconds",
+)  # the keys of `Fit.report`, in order
 # The digits each measured column of a report is shown with, in tables and in prose alike (`chapter.number`).
 REPORT_DIGITS = {"r_hat max": 3, "bulk ESS min": 0, "tail ESS min": 0, "E-BFMI min": 2, "fit seconds": 1}
 
@@ -691,8 +706,10 @@ def fit_ledger() -> pd.DataFrame:
     if missing:
         listed = ", ".join(f"{chapter} ({count})" for chapter, count in missing.items())
         raise LedgerError(f"The ledger of fits {path} lacks fits made by: {listed}. {fix}")
-    # An entry recorded before E-BFMI was reported has none to show.
+    # An entry recorded before E-BFMI was reported has none to show. Columns in the order of `Fit.report`.
     table = DiagnosticsTable(rows).fillna({"E-BFMI min": ""}).sort_values(["chapter", "model"], kind="stable")
+    order = ["chapter", *REPORT_COLUMNS, DOWNLOAD_COLUMN]
+    table = table[[column for column in order if column in table] + [column for column in table if column not in order]]
     # A posterior is published once a diagnostics table has shown it (see `diagnostics_table`).
     names = table[DOWNLOAD_COLUMN] if DOWNLOAD_COLUMN in table else pd.Series("", index=table.index)
     published = names.map(lambda name: isinstance(name, str) and (DOWNLOADS_DIR / name).exists())
