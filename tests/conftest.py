@@ -18,6 +18,7 @@ def built_chapters():
 def catalogue_data():
     """The data each model of the catalogues (`TOY_MODELS`, `RADON_MODELS`) is fitted to in the book, by name."""
     from pooling.data import radon_all_states, radon_minnesota, radon_minnesota_both_components, two_sites
+    from pooling.models import with_first_floor_share
 
     frames = {
         "toy": two_sites(),
@@ -31,6 +32,8 @@ def catalogue_data():
             return frames["toy"]
         if "tribal" in name:
             return frames["tribal"]
+        if name == "radon_contextual":
+            return with_first_floor_share(frames["minnesota"])
         return frames["states"] if "states" in name or "three_levels" in name else frames["minnesota"]
 
     return data_for

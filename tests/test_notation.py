@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from pooling.models import RADON_MODELS, TOY_MODELS, Symbol
-from pooling.notation import model_markdown, pymc_model, symbol_table
+from pooling.notation import model_markdown, priors, pymc_model, symbol_table
 
 SPECS = {**TOY_MODELS, **RADON_MODELS}
 
@@ -53,3 +53,53 @@ def test_the_markdown_keeps_a_pipe_in_a_name_inside_its_cell(catalogue_data):
     text = model_markdown(spec, spec.build(catalogue_data("toy")))
     assert "`x\\|site_sigma`" in text and text.count("$$") == 2 * len(spec.equations)
     assert text.startswith(f"`{spec.formula}`")
+
+
+# The Minnesota models the chapters 6 to 8 and appendix 92 fit by MCMC, with the data and options they fit them with.
+CHAPTER_FITS = {
+    "radon_pooled": {},
+    "radon_county_intercepts": {},
+    "radon_varying_intercepts": {},
+    "radon_varying_intercepts_centred": {},
+    "radon_floor_unpooled": {},
+    "radon_floor_zero_mean": {},
+    "radon_varying_slopes": {},
+    "radon_varying_slopes_centred": {"demonstrates_failure": True},
+    "radon_correlated_slopes": {},
+    "radon_uncorrelated_slopes": {},
+    "radon_uranium": {},
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", CHAPTER_FITS)
+def test_every_symbol_names_a_variable_of_the_fitted_posterior(name, catalogue_data):
+    """What show_model prints for a chapter's fit: every name of its table is in the fit's posterior, except the
+    standardised offsets that Bambi samples and drops, which the table marks."""
+    from pooling.fitting import fit
+
+    spec = RADON_MODELS[name]
+    result = fit(spec, catalogue_data("radon"), **CHAPTER_FITS[name])
+    posterior = result.idata.posterior
+    table = symbol_table(spec, result.model, posterior)  # raises for a name the posterior lacks
+    for entry, shown in zip(spec.symbols, table["name in the posterior"], strict=True):
+        assert entry.name in posterior or (entry.name.endswith("_offset") and "not kept" in shown), entry.name
+
+
+def test_a_name_missing_from_the_posterior_is_refused(catalogue_data):
+    import xarray as xr
+
+    spec = RADON_MODELS["radon_pooled"]
+    model = spec.build(catalogue_data("radon"))
+    posterior = xr.Dataset({"Intercept": ("draw", [0.0]), "sigma": ("draw", [1.0])})  # no floor
+    with pytest.raises(ValueError, match="'floor', which is not in the posterior"):
+        symbol_table(spec, model, posterior)
+
+
+def test_priors_reads_each_prior_from_the_built_model(catalogue_data):
+    spec = RADON_MODELS["radon_varying_intercepts_weakly_informative"]
+    read = priors(spec, spec.build(catalogue_data("radon")))
+    assert read["Intercept"] == "Normal(1, 1)" and read["1|county_sigma"] == "HalfNormal(0.5)"
+    assert read["sigma"] == "HalfNormal(1)"
+    student_t = RADON_MODELS["radon_varying_intercepts_student_t"]
+    assert priors(student_t, student_t.build(catalogue_data("radon")))["nu"] == "Gamma(shape 2, rate 0.1)"  # Bambi's

@@ -334,3 +334,73 @@ def test_county_panel_menu_updates_every_panel():
         assert [annotation["text"] for annotation in layout["annotations"]] == [f"{c} (3 homes)" for c in chosen]
     # the last entry's first panel shows county C2's homes
     assert menu.buttons[1].args[0]["text"][0] == "C2: a home"
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Predictive-check statistics, the within/between split of the floor slope, and elpd differences
+
+
+def test_check_statistics_match_a_direct_computation_on_known_data_sets():
+    """Two hand-made data sets of five homes in two counties, each statistic computed here by hand."""
+    from pooling.predictions import ACTION_LEVEL, LOG_RADON_FLOOR, check_statistics
+
+    county = np.array(["a", "a", "b", "b", "b"])
+    above = np.log(ACTION_LEVEL + 0.1) + 0.01
+    data_sets = np.array(
+        [
+            [LOG_RADON_FLOOR, 0.0, above, above, 1.0],  # one home at the floor, two above the action level
+            [-3.0, LOG_RADON_FLOOR, 0.5, 0.5, 0.5],  # one home below the floor, one at it, none above
+        ]
+    )
+    statistics = check_statistics(data_sets, county)
+    np.testing.assert_allclose(statistics["share above 4 pCi/L"], [2 / 5, 0.0])
+    np.testing.assert_allclose(statistics["lowest log radon"], [LOG_RADON_FLOOR, -3.0])
+    np.testing.assert_array_equal(statistics["homes at or below the floor"], [1, 2])
+    means = [[np.mean(row[:2]), np.mean(row[2:])] for row in data_sets]
+    np.testing.assert_allclose(statistics["sd of county means"], [np.std(pair, ddof=1) for pair in means])
+    with pytest.raises(ValueError, match="county names"):
+        check_statistics(data_sets, county[:4])
+
+
+def test_county_mean_intervals_match_a_direct_computation():
+    from pooling.predictions import county_mean_intervals
+
+    rng = np.random.default_rng(5)
+    county = np.array(["x"] * 3 + ["y"] * 2)
+    replicated = rng.normal(size=(400, 5))
+    observed = np.array([0.0, 0.1, -0.1, 3.0, 3.0])  # county y far outside its replicates
+    table = county_mean_intervals(replicated, observed, county)
+    x_means = replicated[:, :3].mean(1)
+    assert table.loc["x", "low"] == pytest.approx(np.quantile(x_means, 0.03))
+    assert table.loc["x", "high"] == pytest.approx(np.quantile(x_means, 0.97))
+    assert table.loc["y", "observed"] == 3.0 and list(table["homes"]) == [3, 2]
+    assert list(table["outside"]) == [False, True]
+
+
+def test_within_between_reproduces_least_squares_and_generalised_least_squares(minnesota):
+    """Complete pooling's slope is ordinary least squares, the within slope that with county dummies, and the partial
+    pooling slope generalised least squares with the random-intercept covariance, all computed independently."""
+    from pooling.shrinkage import within_between
+
+    complete = within_between(minnesota, "floor", "log_radon", "county")
+    ols = smf.ols("log_radon ~ floor", minnesota).fit().params["floor"]
+    dummies = smf.ols("log_radon ~ 0 + C(county) + floor", minnesota).fit().params["floor"]
+    assert complete["slope"] == pytest.approx(ols, abs=1e-10)
+    assert complete["within"] == pytest.approx(dummies, abs=1e-10)
+    sigma, tau = 0.73, 0.32
+    partial = within_between(minnesota, "floor", "log_radon", "county", sigma, tau)
+    design = np.column_stack([np.ones(len(minnesota)), minnesota["floor"]])
+    membership = pd.get_dummies(minnesota["county"]).to_numpy(float)
+    covariance = sigma**2 * np.eye(len(minnesota)) + tau**2 * membership @ membership.T
+    weighted = np.linalg.solve(covariance, design)
+    gls = np.linalg.solve(design.T @ weighted, weighted.T @ minnesota["log_radon"].to_numpy())
+    assert partial["slope"] == pytest.approx(gls[1], abs=1e-8)
+    assert partial["within"] == complete["within"] and partial["within weight"] > complete["within weight"]
+
+
+def test_elpd_difference_of_pointwise_values_is_their_sum_and_its_standard_error():
+    first, second = np.array([-1.0, -2.0, -0.5, -1.5]), np.array([-1.2, -1.9, -0.9, -1.5])
+    difference, error = elpd_difference(first, second)
+    gaps = first - second
+    assert difference == pytest.approx(gaps.sum())
+    assert error == pytest.approx(np.sqrt(len(gaps)) * gaps.std())

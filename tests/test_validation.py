@@ -241,17 +241,16 @@ EXACT_FAULTS = {
         "has family 'gaussian' (link 'log')",
     ),
     "not a model": (lambda d: "y ~ 1 + x + (1 | site)", TypeError, "model must be a bambi.Model"),
-    "no group term": (lambda d: bmb.Model("y ~ 1 + x", d), ValueError, "y ~ 1 + x has no group term: add (1 | group)"),
     "a varying slope": (
         lambda d: bmb.Model("y ~ 1 + x + (0 + x | site)", d),
         ValueError,
         "group term x|site is a varying slope, not (1 | group)",
     ),
-    "no intercept": (lambda d: bmb.Model("y ~ 0 + x + (1 | site)", d), ValueError, "has no intercept: write 1 + ..."),
-    "a categorical predictor": (
-        lambda d: bmb.Model("y ~ 1 + C(count) + (1 | site)", d),
+    "no intercept": (lambda d: bmb.Model("y ~ 0 + x + (1 | site)", d), ValueError, "has no intercept beside its group term"),
+    "an interaction": (
+        lambda d: bmb.Model("y ~ 1 + x:count + (1 | site)", d),
         ValueError,
-        "the exact engine handles numeric terms of one column each; y ~ 1 + C(count) + (1 | site) has ['C(count)']",
+        "the exact engine handles numeric and categorical terms; y ~ 1 + x:count + (1 | site) has ['x:count']",
     ),
     "an offset": (lambda d: bmb.Model("y ~ 1 + x + offset(x) + (1 | site)", d), ValueError, "has ['offset(x)']"),
     "sigma with a formula": (

@@ -364,9 +364,9 @@ def built_priors(model, given: Mapping, model_text: str) -> None:
 EXACT_FIX = "sample it with pooling.fitting.fit instead"
 
 
-def gaussian_model(model, engine: str) -> None:
+def gaussian_model(model, engine: str, sigma_formula: bool = False) -> None:
     """A Bambi model of the kind `engine` solves exactly: a Gaussian family with the identity link and one sigma
-    (a prior or a constant, not a formula of its own)."""
+    (a prior or a constant, not a formula of its own, unless `sigma_formula`: the engine reads it itself)."""
     import bambi
 
     if not isinstance(model, bambi.Model):
@@ -380,7 +380,7 @@ def gaussian_model(model, engine: str) -> None:
             f"(link {link!r}), whose exact posterior it cannot compute: {EXACT_FIX}"
         )
     modelled = [name for name, component in model.components.items() if name != parent and hasattr(component, "terms")]
-    if modelled:
+    if modelled and not (sigma_formula and modelled == ["sigma"]):
         raise ValueError(
             f"{engine} needs one {modelled[0]} for every observation; {model.formula.main} gives {modelled[0]} a "
             f"formula of its own ({'; '.join(model.formula.additionals)}): {EXACT_FIX}"
@@ -388,40 +388,40 @@ def gaussian_model(model, engine: str) -> None:
 
 
 def varying_intercept_model(model) -> None:
-    """A Bambi model `y ~ 1 + terms + (1 | group)` that `shrinkage.varying_intercept_posterior` solves: Gaussian,
-    an intercept, numeric terms of one column each with Normal priors, and one varying intercept with a
-    Normal(0, tau) prior."""
+    """A Bambi model `y ~ [1 +] terms [+ (1 | group)]` that `shrinkage.varying_intercept_posterior` solves:
+    Gaussian, numeric or categorical common terms with Normal priors, and at most one varying intercept, beside an
+    intercept, with a Normal(0, tau) prior."""
     engine = "varying_intercept_posterior"
     gaussian_model(model, engine)
-    shape = "y ~ 1 + terms + (1 | group) with one group term"
+    shape = "y ~ [1 +] terms [+ (1 | group)] with at most one group term"
     formula = model.formula.main
     component = model.components[model.family.likelihood.parent]
     groups, common = component.group_specific_terms, component.common_terms
-    if len(groups) != 1:
-        found = f"group terms {list(groups)}" if groups else "no group term: add (1 | group)"
-        raise ValueError(f"the exact engine handles {shape}; {formula} has {found}")
-    if component.intercept_term is None:
-        raise ValueError(f"the exact engine handles {shape}; {formula} has no intercept: write 1 + ...")
-    ((group_name, group_term),) = groups.items()
-    if group_term.kind != "intercept":
-        raise ValueError(
-            f"the exact engine handles {shape}; {formula}'s group term {group_name} is a varying slope, not (1 | group)"
-        )
-    unhandled = [name for name, term in component.terms.items() if name not in common and name not in groups]
+    if len(groups) > 1:
+        raise ValueError(f"the exact engine handles {shape}; {formula} has group terms {list(groups)}")
+    if groups and component.intercept_term is None:
+        raise ValueError(f"the exact engine handles {shape}; {formula} has no intercept beside its group term")
+    for group_name, group_term in groups.items():
+        if group_term.kind != "intercept":
+            raise ValueError(
+                f"the exact engine handles {shape}; {formula}'s group term {group_name} is a varying slope, not "
+                "(1 | group)"
+            )
+        deviation = group_term.prior
+        if deviation.name != "Normal" or float(deviation.args["mu"]) != 0:
+            raise ValueError(f"the exact engine needs a Normal(0, tau) prior on {group_name}, which has {deviation}")
+    unhandled = [name for name in component.terms if name not in common and name not in groups]
     unhandled = [name for name in unhandled if name != "Intercept"]
-    unhandled += [name for name, term in common.items() if term.kind != "numeric" or np.ndim(term.data) != 1]
+    unhandled += [name for name, term in common.items() if term.kind not in ("numeric", "categoric")]
     if unhandled:
         raise ValueError(
-            f"the exact engine handles numeric terms of one column each; {formula} has {unhandled} (a categorical "
-            f"predictor, a spline or an offset): code it as numeric columns, or {EXACT_FIX}"
+            f"the exact engine handles numeric and categorical terms; {formula} has {unhandled} (an interaction, a "
+            f"spline or an offset): code it as numeric columns, or {EXACT_FIX}"
         )
-    priors = {"Intercept": component.intercept_term.prior} | {name: term.prior for name, term in common.items()}
-    for name, prior in priors.items():
+    intercept = {"Intercept": component.intercept_term.prior} if component.intercept_term is not None else {}
+    for name, prior in (intercept | {name: term.prior for name, term in common.items()}).items():
         if prior.name != "Normal":
             raise ValueError(f"the exact engine needs Normal priors on common terms; {name} has {prior}")
-    deviation = group_term.prior
-    if deviation.name != "Normal" or float(deviation.args["mu"]) != 0:
-        raise ValueError(f"the exact engine needs a Normal(0, tau) prior on {group_name}, which has {deviation}")
 
 
 def grid_settings(probability_value, grid_points, passes) -> tuple[float, int, int]:

@@ -106,6 +106,9 @@ def predictive_bands(data: pd.DataFrame, predictive: np.ndarray, title: str, gro
     return figure
 
 
+KDE_VALUES = 20_000  # enough for a smooth curve; the estimate's error is far below the line width
+
+
 def posterior_densities(
     draws: dict[str, np.ndarray],
     title: str,
@@ -116,13 +119,15 @@ def posterior_densities(
 ) -> go.Figure:
     """Overlaid kernel density estimates of draws, one curve per label, each in its own colour and dash;
     `curves` adds exact densities ({label: (grid, density)}, such as a prior), drawn as thin dashed lines, and
-    `marks` labelled vertical lines ({label: value}, such as an observed statistic)."""
+    `marks` labelled vertical lines ({label: value}, such as an observed statistic). A curve is estimated from at
+    most KDE_VALUES of its draws, thinned evenly (a predictive distribution can have millions)."""
     from scipy.stats import gaussian_kde
 
     figure = go.Figure()
     dashes = ("solid", "dash", "dot", "dashdot", "longdash")
     for index, (label, values) in enumerate(draws.items()):
-        values = np.asarray(values)
+        values = np.asarray(values).ravel()
+        values = values[:: -(-len(values) // KDE_VALUES)]
         grid = np.linspace(*np.quantile(values, [0.001, 0.999]), 300)
         figure.add_scatter(
             x=grid,
@@ -434,32 +439,41 @@ def shrinkage_table(groups, sizes, unpooled: pd.DataFrame, partial: pd.DataFrame
     return table
 
 
-def shrinkage_by_size(table: pd.DataFrame, pooled: float, title: str, y_title: str, size_title: str) -> go.Figure:
+def _arrow(figure: go.Figure, start: tuple[float, float], end: tuple[float, float]) -> None:
+    """A thin grey arrow from an unpooled estimate to its partially pooled one (in axis units; a log axis's
+    positions are log10 of the values)."""
+    figure.add_annotation(
+        x=end[0],
+        y=end[1],
+        ax=start[0],
+        ay=start[1],
+        xref="x",
+        yref="y",
+        axref="x",
+        ayref="y",
+        showarrow=True,
+        arrowhead=2,
+        arrowsize=1,
+        arrowwidth=1,
+        arrowcolor="rgba(120,120,120,0.6)",
+        text="",
+    )
+
+
+def shrinkage_by_size(
+    table: pd.DataFrame, references: float | dict[str, float], title: str, y_title: str, size_title: str
+) -> go.Figure:
     """Each group's unpooled estimate and its partially pooled estimate against the group's sample size,
     joined by an arrow. `table` has columns group, size, unpooled, partial and, optionally, the bounds of each
-    estimate's 94% central interval (unpooled_low, unpooled_high, partial_low, partial_high), drawn as bars."""
+    estimate's 94% central interval (unpooled_low, unpooled_high, partial_low, partial_high), drawn as bars.
+    `references` are horizontal lines, {label: value}, each labelled for what it is (a number alone is "pooled")."""
     figure = go.Figure()
     jitter = table["size"] * np.exp(np.random.default_rng(0).uniform(-0.06, 0.06, len(table)))  # separate ties
     # With interval bars the two estimates of a group sit side by side, so that their bars do not overlap.
     with_intervals = {"unpooled_low", "partial_low"} <= set(table.columns)
     shift = {"unpooled": 0.97, "partial": 1.03} if with_intervals else {"unpooled": 1.0, "partial": 1.0}
     for row, x in zip(table.itertuples(), jitter, strict=False):
-        figure.add_annotation(
-            x=np.log10(x * shift["partial"]),
-            y=row.partial,
-            ax=np.log10(x * shift["unpooled"]),
-            ay=row.unpooled,
-            xref="x",
-            yref="y",
-            axref="x",
-            ayref="y",
-            showarrow=True,
-            arrowhead=2,
-            arrowsize=1,
-            arrowwidth=1,
-            arrowcolor="rgba(120,120,120,0.6)",
-            text="",
-        )
+        _arrow(figure, (np.log10(x * shift["unpooled"]), row.unpooled), (np.log10(x * shift["partial"]), row.partial))
     for index, (label, column, symbol) in enumerate(
         (("unpooled", "unpooled", "circle"), ("partially pooled", "partial", "diamond"))
     ):
@@ -491,7 +505,17 @@ def shrinkage_by_size(table: pd.DataFrame, pooled: float, title: str, y_title: s
             + interval_hover
             + "<extra></extra>",
         )
-    figure.add_hline(y=pooled, line={"dash": "dash", "color": "black"}, annotation_text=f"pooled: {pooled:.2f}")
+    if not isinstance(references, dict):
+        references = {"pooled": references}
+    for (label, value), dash, position in zip(
+        references.items(), ("dash", "dot", "dashdot"), ("top right", "bottom right", "top left"), strict=False
+    ):
+        figure.add_hline(
+            y=value,
+            line={"dash": dash, "color": "black", "width": 1.5},
+            annotation_text=f"{label}: {value:.2f}",
+            annotation_position=position,
+        )
     figure.update_layout(title=title, xaxis={"title": size_title + " (log scale)", "type": "log"}, yaxis_title=y_title)
     return figure
 
@@ -845,4 +869,120 @@ def nested_levels(
         # no zero line: x is a position, and 0 is the first group's
         xaxis={"title": "state", "tickvals": list(range(len(upper))), "ticktext": upper, "zeroline": False},
     )
+    return figure
+
+
+def predictive_check(
+    replicated: dict[str, np.ndarray], observed: float, title: str, x_title: str, discrete: bool = False
+) -> go.Figure:
+    """A predictive check of one statistic: its distribution over replicated data sets, one histogram per model
+    (`replicated`: {label: values}), and its observed value as a labelled vertical line. `discrete` statistics
+    (counts) get one bar per value."""
+    figure = go.Figure()
+    values = np.concatenate([np.asarray(draws, float) for draws in replicated.values()] + [[observed]])
+    if discrete:
+        bins = {"start": values.min() - 0.5, "end": values.max() + 0.5, "size": 1}
+    else:
+        low, high = np.quantile(values, [0.0, 1.0])
+        bins = {"start": low, "end": high, "size": (high - low) / 60 or 1}
+    for index, (label, draws) in enumerate(replicated.items()):
+        draws = np.asarray(draws, float)
+        figure.add_histogram(
+            x=draws,
+            xbins=bins,
+            histnorm="probability",
+            name=f"{label}: {len(draws)} replicated data sets",
+            marker={"color": color_of(index)},
+            opacity=0.6,
+            hovertemplate=f"{label}<br>{x_title} %{{x}}<br>share of replicated data sets %{{y:.3f}}<extra></extra>",
+        )
+    figure.add_vline(
+        x=observed,
+        line={"color": "black", "width": 2},
+        annotation_text=f"observed: {observed:.3g}",
+        annotation_position="top",
+    )
+    figure.update_layout(
+        title=title, xaxis_title=x_title, yaxis_title="share of replicated data sets", barmode="overlay", bargap=0.05
+    )
+    return figure
+
+
+def observed_against_intervals(table: pd.DataFrame, title: str, y_title: str, size_title: str) -> go.Figure:
+    """Each group's observed value against the central interval of its replicated values, by group size (log axis):
+    `table` has columns group, size, observed, low, high and outside (observed outside its interval), as from
+    `predictions.county_mean_intervals`; groups outside their interval are drawn apart."""
+    figure = go.Figure()
+    jitter = table["size"] * np.exp(np.random.default_rng(0).uniform(-0.06, 0.06, len(table)))
+    middle = (table["low"] + table["high"]) / 2
+    for index, (label, rows) in enumerate(
+        (("inside its 94% interval", ~table["outside"]), ("outside its 94% interval", table["outside"]))
+    ):
+        part = table[rows]
+        figure.add_scatter(
+            x=jitter[rows],
+            y=part["observed"],
+            mode="markers",
+            name=f"observed county mean, {label} ({int(rows.sum())})",
+            text=part["group"],
+            marker={"color": color_of(index), "size": 7, "symbol": ("circle", "x")[index]},
+            customdata=np.stack([part["size"], part["low"], part["high"]], axis=1),
+            hovertemplate="%{text}<br>" + size_title + " %{customdata[0]}<br>observed mean %{y:.2f}"
+            "<br>94% interval of replicated means %{customdata[1]:.2f} to %{customdata[2]:.2f}<extra></extra>",
+        )
+    figure.add_scatter(
+        x=jitter,
+        y=middle,
+        mode="markers",
+        name="94% central interval of the county's replicated means",
+        marker={"color": "rgba(120,120,120,0.5)", "size": 1},
+        error_y={
+            "type": "data",
+            "array": table["high"] - middle,
+            "arrayminus": middle - table["low"],
+            "thickness": 1,
+            "width": 0,
+            "color": "rgba(120,120,120,0.6)",
+        },
+        hoverinfo="skip",
+    )
+    figure.update_layout(title=title, xaxis={"title": size_title + " (log scale)", "type": "log"}, yaxis_title=y_title)
+    return figure
+
+
+def bivariate_shrinkage(table: pd.DataFrame, centre: tuple[float, float], title: str, x_title: str, y_title: str):
+    """Each group's two unpooled estimates (columns x_unpooled, y_unpooled) joined by an arrow to its two partially
+    pooled ones (x_partial, y_partial), with the population mean `centre` marked (Gelman and Hill's picture of
+    shrinkage in two dimensions). `table` also has columns group and size."""
+    figure = go.Figure()
+    for row in table.itertuples():
+        _arrow(figure, (row.x_unpooled, row.y_unpooled), (row.x_partial, row.y_partial))
+    for index, (label, suffix, symbol) in enumerate(
+        (("unpooled (the county's own homes)", "unpooled", "circle"), ("partially pooled", "partial", "diamond"))
+    ):
+        figure.add_scatter(
+            x=table[f"x_{suffix}"],
+            y=table[f"y_{suffix}"],
+            mode="markers",
+            name=label,
+            text=table["group"],
+            customdata=table["size"],
+            marker={"color": color_of(index), "size": 7, "symbol": symbol},
+            hovertemplate="%{text} (%{customdata})<br>"
+            + label
+            + "<br>"
+            + x_title
+            + " %{x:.2f}<br>"
+            + y_title
+            + " %{y:.2f}<extra></extra>",
+        )
+    figure.add_scatter(
+        x=[centre[0]],
+        y=[centre[1]],
+        mode="markers",
+        name="population mean (μ_α, μ_β)",
+        marker={"color": "black", "size": 12, "symbol": "x"},
+        hovertemplate=f"population mean<br>{x_title} %{{x:.2f}}<br>{y_title} %{{y:.2f}}<extra></extra>",
+    )
+    figure.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title)
     return figure

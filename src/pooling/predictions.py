@@ -1,4 +1,5 @@
-"""Predictions: for a group the model has not seen (Bambi's resampling and the textbook draw), and out of sample (LOO).
+"""Predictions: for a group the model has not seen (Bambi's resampling and the textbook draw), out of sample (LOO),
+and replicated data sets for predictive checks.
 
 Bambi 0.17.2's `predict(..., sample_new_groups=True)` does not draw a new group's effect from N(0, tau): in
 `bambi/model_components.py`, `GroupSpecificComponent._construct_u_with_new_groups` picks, for each draw index,
@@ -101,11 +102,69 @@ def group_loo(result: Fit, group: str = "county", step: int = 1) -> az.ELPDData:
 
 
 def elpd_difference(first, second) -> tuple[float, float]:
-    """elpd_loo of `first` minus that of `second` and the standard error of the difference, from the pointwise
-    differences [@vehtari2017practical]. Each is an InferenceData with the pointwise log-likelihood, or the result of
-    `pointwise_loo` (to compare one model with several without computing its LOO again), of the same observations."""
-    pointwise = [
-        (value if isinstance(value, az.ELPDData) else _loo(value)).loo_i.to_numpy() for value in (first, second)
-    ]
-    difference = pointwise[0] - pointwise[1]
+    """elpd of `first` minus that of `second` and the standard error of the difference, from the pointwise
+    differences [@vehtari2017practical]. Each is, for the same observations in the same order, an InferenceData with
+    the pointwise log-likelihood (scored by PSIS-LOO), a `pointwise_loo` or `group_loo` result (to compare one model
+    with several without computing its LOO again), or the pointwise elpd itself (an exact leave-one-out or
+    leave-one-group-out, `shrinkage.held_out_elpd`)."""
+
+    def pointwise(values):
+        if isinstance(values, az.InferenceData):
+            values = _loo(values)
+        if isinstance(values, az.ELPDData):
+            return values.loo_i.to_numpy()
+        return np.asarray(values, dtype=float)
+
+    difference = pointwise(first) - pointwise(second)
     return float(difference.sum()), float(np.sqrt(len(difference) * difference.var()))
+
+
+# The EPA's action level for indoor radon, in pCi/L, and the floor of the book's log radon, log(0 + 0.1): a reading of
+# 0 pCi/L, the lowest the survey records.
+ACTION_LEVEL = 4.0
+LOG_RADON_FLOOR = float(np.log(0.1))
+
+
+def check_statistics(log_radon, county) -> pd.DataFrame:
+    """Statistics of data sets of log radon (one per row of `log_radon`, homes in columns, `county` naming each
+    home's county) that the radon models do not fit directly, for predictive checks:
+
+    - "share above 4 pCi/L": homes whose reading, exp(log radon) - 0.1, exceeds the EPA's action level;
+    - "lowest log radon": the lowest home, whose observed value is the floor log 0.1 of the zero readings;
+    - "homes at or below the floor": homes at or below log 0.1, which data can reach only by reading 0;
+    - "sd of county means": the spread of the counties' mean log radon, which partial pooling does not fit.
+    """
+    values = np.atleast_2d(np.asarray(log_radon, dtype=float))
+    codes, counties = pd.factorize(np.asarray(county))
+    if values.shape[1] != len(codes):
+        raise ValueError(f"log_radon has {values.shape[1]} homes per data set but county names {len(codes)}")
+    membership = np.zeros((len(codes), len(counties)))
+    membership[np.arange(len(codes)), codes] = 1.0
+    county_means = values @ membership / membership.sum(0)
+    return pd.DataFrame(
+        {
+            "share above 4 pCi/L": (values > np.log(ACTION_LEVEL + 0.1)).mean(1),
+            "lowest log radon": values.min(1),
+            "homes at or below the floor": (values <= LOG_RADON_FLOOR + 1e-9).sum(1),
+            "sd of county means": county_means.std(1, ddof=1),
+        }
+    )
+
+
+def county_mean_intervals(log_radon, observed, county, probability: float = 0.94) -> pd.DataFrame:
+    """Each county's observed mean log radon against the central interval of its mean in replicated data sets
+    (`log_radon`: data sets in rows, homes in columns): one row per county, with its homes and whether the observed
+    mean lies outside its interval."""
+    from pooling.fitting import central_quantiles
+
+    values = np.atleast_2d(np.asarray(log_radon, dtype=float))
+    frame = pd.DataFrame(values.T).assign(county=np.asarray(county))
+    replicated = frame.groupby("county", sort=False).mean().to_numpy()  # counties x data sets
+    table = pd.DataFrame(
+        {"observed": pd.Series(np.asarray(observed, float)).groupby(frame["county"].to_numpy(), sort=False).mean()}
+    )
+    table["homes"] = frame.groupby("county", sort=False).size()
+    table["low"], table["high"] = np.quantile(replicated, central_quantiles(probability), axis=1)
+    table["replicated mean"] = replicated.mean(1)
+    table["outside"] = (table["observed"] < table["low"]) | (table["observed"] > table["high"])
+    return table.rename_axis("county")

@@ -517,7 +517,7 @@ def exact_priors(model, slope: str = "x", group: str = "site") -> tuple[ScalePri
     with a noise sd per site (`sigma ~ 0 + site`, log link, a Normal(m, s) prior on each log sigma_j) gives the
     LogNormal prior of each sigma_j: pass `noise_per_site=True` with it (`has_noise_per_site` tells).
     """
-    checks.gaussian_model(model, "exact_priors")
+    checks.gaussian_model(model, "exact_priors", sigma_formula=True)
     terms = model.components["mu"].terms
     group_term = f"{slope}|{group}"
     unexpected = set(terms) - {slope, group_term}
@@ -962,34 +962,16 @@ def gaussian_grid_posterior(
     checks.gaussian_design(y, fixed_design, fixed_prior_mean, fixed_prior_sd, group_design, combinations, names)
     probability, grid_points, passes = checks.grid_settings(probability, grid_points, passes)
     y = np.asarray(y, dtype=float)
+    fixed_design = np.asarray(fixed_design, dtype=float).reshape(len(y), -1)
+    group_design = np.asarray(group_design, dtype=float).reshape(len(y), -1)
     cross = _cross_products(y, fixed_design, group_design)
     prior = np.asarray(fixed_prior_mean, dtype=float).reshape(-1), np.asarray(fixed_prior_sd, dtype=float).reshape(-1)
     combinations = np.asarray(combinations, dtype=float)
+    sigma, tau, log_weight, _ = _place_grid(cross, prior, float(np.std(y)), sigma_prior, tau_prior, grid_points, passes)
     new_group = np.zeros(len(combinations), bool) if new_group is None else np.asarray(new_group, bool)
-
-    data_scale = float(np.std(y)) or 1.0
-    sigma_range = (min(sigma_prior.scale, data_scale) * 1e-3, max(sigma_prior.scale, data_scale) * 1e3)
-    tau_range = (min(tau_prior.scale, data_scale) * 1e-3, max(tau_prior.scale, data_scale) * 1e3)
-    for scale, (low, high) in (("sigma", sigma_range), ("tau", tau_range)):
-        # 1 / scale^2 and scale^2 must be finite and non-zero all over the grid (later passes only narrow it).
-        if not 1e-150 < low < high < 1e150:
-            raise ValueError(
-                f"data: y's sd ({data_scale:.3g}) puts the grid of {scale} at {low:.3g} to {high:.3g}, too extreme "
-                "for floating point: rescale y (and its priors) toward 1"
-            )
-    for remaining in reversed(range(passes)):
-        sigma, log_sigma_weight = sigma_prior.grid(grid_points, *sigma_range)
-        tau, log_tau_weight = tau_prior.grid(grid_points, *tau_range)
-        # The combinations are needed only on the final grid, and cost the most.
-        log_like, means, variances = _conditional_gaussians(
-            cross, prior, sigma, tau, combinations if remaining == 0 else combinations[:0]
-        )
-        if remaining == 0:
-            variances = variances + new_group * tau[None, :, None] ** 2
-        log_posterior = log_like + log_sigma_weight[:, None] + log_tau_weight[None, :]
-        cell = np.exp(log_posterior - log_posterior.max())
-        cell /= cell.sum()
-        sigma_range, tau_range = _mass_range(sigma, cell.sum(1)), _mass_range(tau, cell.sum(0))
+    log_like, means, variances = _conditional_gaussians(cross, prior, sigma, tau, combinations)
+    variances = variances + new_group * tau[None, :, None] ** 2
+    cell = _normalised(log_like + log_weight)
     mean = np.einsum("st,stk->k", cell, means)
     # Var = E(Var | cell) + Var(E | cell): not E(x^2) - E(x)^2, which cancels to nonsense when the mean dwarfs the sd
     spread = np.einsum("st,stk->k", cell, variances + (means - mean) ** 2)
@@ -998,16 +980,17 @@ def gaussian_grid_posterior(
 
 
 def _cross_products(y, fixed_design, group_design) -> dict:
-    """The sums `_conditional_gaussians` needs from y = X b + Z u + e, computed once per data set."""
-    fixed_design = np.asarray(fixed_design, dtype=float).reshape(len(y), -1)
-    group_design = np.asarray(group_design, dtype=float)
+    """Everything `_conditional_gaussians` needs from the data: cross-products of X, Z and y, and per group the sums
+    that let it form the Schur complement without cancellation. Z may have no columns (a model without groups)."""
     if (np.count_nonzero(group_design, axis=1) > 1).any():
         raise ValueError("group_design must have at most one non-zero per row (each row belongs to one group)")
-    # Each row's group (-1 where Z is 0, e.g. a basement home under a varying floor slope) and the per-group sums
-    # that let `_conditional_gaussians` form the Schur complement without cancellation.
-    group = np.where(group_design.any(axis=1), np.abs(group_design).argmax(axis=1), -1)
-    z = group_design[np.arange(len(y)), np.maximum(group, 0)] * (group >= 0)
     groups, fixed = group_design.shape[1], fixed_design.shape[1]
+    # Each row's group (-1 where Z is 0, e.g. a basement home under a varying floor slope, or every row of a model
+    # without groups)
+    group = np.full(len(y), -1)
+    if groups:
+        group = np.where(group_design.any(axis=1), np.abs(group_design).argmax(axis=1), -1)
+    z = group_design[np.arange(len(y)), np.maximum(group, 0)] * (group >= 0) if groups else np.zeros(len(y))
     xx_groups, within_groups = np.zeros((groups, fixed, fixed)), np.zeros((groups, fixed, fixed))
     for index in range(groups):
         rows = group == index
@@ -1030,6 +1013,73 @@ def _cross_products(y, fixed_design, group_design) -> dict:
         "yy": float(y @ y),
         "n": len(y),
     }
+
+
+def _place_grid(cross, prior, data_scale, sigma_prior, tau_prior, grid_points, passes):
+    """The final grid of (sigma, tau), the log quadrature weight of each cell (its priors times its size), and the
+    ranges of the first pass (the widest the grid may span).
+
+    The first pass spans many decades around the prior's and the data's scales, each next one covers only the region
+    where the previous one found the posterior mass, with `grid_points` per scale every time.
+    """
+    data_scale = data_scale or 1.0
+    sigma_range = (min(sigma_prior.scale, data_scale) * 1e-3, max(sigma_prior.scale, data_scale) * 1e3)
+    tau_range = (min(tau_prior.scale, data_scale) * 1e-3, max(tau_prior.scale, data_scale) * 1e3)
+    for scale, (low, high) in (("sigma", sigma_range), ("tau", tau_range)):
+        # 1 / scale^2 and scale^2 must be finite and non-zero all over the grid (later passes only narrow it).
+        if not 1e-150 < low < high < 1e150:
+            raise ValueError(
+                f"data: y's sd ({data_scale:.3g}) puts the grid of {scale} at {low:.3g} to {high:.3g}, too extreme "
+                "for floating point: rescale y (and its priors) toward 1"
+            )
+    bounds = sigma_range, tau_range
+    no_combinations = np.empty((0, len(prior[1]) + len(cross["zz"])))
+    for remaining in reversed(range(passes)):
+        sigma, tau, log_weight = _grid(sigma_prior, tau_prior, grid_points, sigma_range, tau_range)
+        if remaining:
+            cell = _normalised(_conditional_gaussians(cross, prior, sigma, tau, no_combinations)[0] + log_weight)
+            sigma_range, tau_range = _mass_range(sigma, cell.sum(1)), _mass_range(tau, cell.sum(0))
+    return sigma, tau, log_weight, bounds
+
+
+def _grid(sigma_prior, tau_prior, grid_points, sigma_range, tau_range):
+    """The grid of (sigma, tau) over the two ranges and the log quadrature weight of each cell; `grid_points` is one
+    number for both scales or a pair."""
+    sigma_points, tau_points = grid_points if isinstance(grid_points, tuple) else (grid_points, grid_points)
+    sigma, log_sigma_weight = sigma_prior.grid(sigma_points, *sigma_range)
+    tau, log_tau_weight = tau_prior.grid(tau_points, *tau_range)
+    return sigma, tau, log_sigma_weight[:, None] + log_tau_weight[None, :]
+
+
+def _widened(values, masses, bounds, tail=1e-8, margin=2, steps=4):
+    """A log-spaced grid's range and number of points, widened at its own spacing on the side where some posterior in
+    `masses` (one row each, the full data's first) puts more mass in the `margin` cells at that edge than the full
+    data's (tenfold, or `tail`, which bounds the relative error of a predictive density that the edge causes), so
+    that the edge no longer cuts it: as many steps as it came inside the margin and `steps` more, never past `bounds`.
+    The grid as it is when every posterior lies inside. (The full data's own mass may touch the low edge of a group
+    sd, whose first cell integrates down to 0.)"""
+    if len(values) == 1:  # a fixed scale
+        return (values[0], values[0]), 1
+    low_mass = masses[:, :margin].sum(1)
+    high_mass = masses[:, -margin:].sum(1)
+    cumulative = np.cumsum(masses, axis=-1)
+    ratio = values[1] / values[0]
+    low, high, points = values[0], values[-1], len(values)
+    if (low_mass[1:] > max(tail, 10 * low_mass[0])).any() and low > bounds[0]:
+        first = int((cumulative[1:] > tail).argmax(axis=-1).min())
+        extra = max(margin - first, 0) + steps
+        low, points = low / ratio**extra, points + extra
+    if (high_mass[1:] > max(tail, 10 * high_mass[0])).any() and high < bounds[1]:
+        last = int((cumulative[1:] >= 1 - tail).argmax(axis=-1).max())
+        extra = max(last - (len(values) - 1 - margin), 0) + steps
+        high, points = high * ratio**extra, points + extra
+    return (low, high), points
+
+
+def _normalised(log_mass):
+    """Cell masses summing to 1 from their logs."""
+    cell = np.exp(log_mass - log_mass.max())
+    return cell / cell.sum()
 
 
 def _conditional_gaussians(cross, prior, sigma, tau, combinations):
@@ -1076,6 +1126,8 @@ def _conditional_gaussians(cross, prior, sigma, tau, combinations):
     )
     c_b, c_u = combinations[:, :fixed], combinations[:, fixed:]
     means = mean_b @ c_b.T + mean_u @ c_u.T
+    if not len(combinations):  # the likelihood alone (a grid pass, a marginal likelihood): no inverse needed
+        return log_like, means, means
     g = c_b - np.swapaxes((b / d[..., None, :]) @ c_u.T, -1, -2)
     variances = np.einsum("stkp,stpq,stkq->stk", g, np.linalg.inv(schur), g, optimize=True) + (1 / d) @ (c_u**2).T
     return log_like, means, variances
@@ -1084,7 +1136,8 @@ def _conditional_gaussians(cross, prior, sigma, tau, combinations):
 def varying_intercept_posterior(
     model, probability: float = 0.94, grid_points: int = 50, passes: int = 3
 ) -> GaussianGridPosterior:
-    """The exact posterior of a Bambi model `y ~ 1 + terms + (1 | group)`, Gaussian, with Bambi's own priors.
+    """The exact posterior of a Bambi model `y ~ 1 + terms + (1 | group)`, Gaussian, with Bambi's own priors (or of a
+    model without the group term, such as complete or no pooling: then "tau" is a fixed placeholder).
 
     Reads the design, the response and every prior off the model, so the exact posterior is of the model the
     sampler fits. Bambi sets all of them when the model is created: the PyMC graph (`model.build()`) is not
@@ -1111,6 +1164,86 @@ def varying_intercept_posterior(
     )
 
 
+def held_out_elpd(model, held_out, grid_points: int = 50, passes: int = 3) -> pd.Series:
+    """Exact log predictive density of each held-out set of rows given all the others, log p(y_S | y_-S), for a
+    Bambi model that `varying_intercept_posterior` handles: one value per label of `held_out`, which labels every
+    row (its row number for leave-one-out, its county for leave-one-county-out).
+
+    Given (sigma, tau) everything is Gaussian, and (sigma, tau) is integrated by quadrature on the grid placed for
+    the full data. The model stays the one built on all the data (Bambi's data-scaled priors and its centring), so
+    leaving rows out gives the same model fewer data; a group left out entirely keeps its prior N(0, tau), so its
+    rows are predicted as a new group's. A set of several rows is the ratio of two marginal likelihoods,
+    p(y_S | y_-S) = p(y) / p(y_-S); a single row has a closed form (`_one_row_elpd`), which gives the same.
+    """
+    layout = _varying_intercept_layout(model)
+    y = np.asarray(model.response_component.term.data, dtype=float)
+    held_out = np.asarray(held_out)
+    if held_out.shape != y.shape:
+        raise ValueError(
+            f"held_out must label each of the {len(y)} rows of the model's data, got shape {held_out.shape}"
+        )
+    fixed_design, group_design = layout["fixed_design"], layout["group_design"]
+    prior = layout["prior_mean"], layout["prior_sd"]
+    scales = layout["sigma_prior"], layout["tau_prior"]
+    cross = _cross_products(y, fixed_design, group_design)
+    sigma, tau, log_weight, bounds = _place_grid(cross, prior, float(np.std(y)), *scales, grid_points, passes)
+    labels, first, counts = np.unique(held_out, return_index=True, return_counts=True)
+    order = np.argsort(first)  # labels in order of appearance
+    labels, first, counts = labels[order], first[order], counts[order]
+    subsets = [
+        _cross_products(y[kept], fixed_design[kept], group_design[kept])
+        for kept in ([] if (counts == 1).all() else [held_out != label for label in labels])
+    ]
+
+    def on_grid(sigma, tau, log_weight):
+        """Each held-out set's log predictive density, and the posterior mass on the grid without it."""
+        if not subsets:
+            rows = np.column_stack([fixed_design, group_design])[first]
+            return _one_row_elpd(cross, prior, sigma, tau, log_weight, y[first], rows)
+        no_combinations = np.empty((0, fixed_design.shape[1] + group_design.shape[1]))
+        log_masses = np.stack(
+            [
+                _conditional_gaussians(part, prior, sigma, tau, no_combinations)[0] + log_weight
+                for part in [cross, *subsets]
+            ]
+        )
+        log_evidence = special.logsumexp(log_masses, axis=(1, 2))
+        masses = np.exp(log_masses - log_evidence[:, None, None])
+        return log_evidence[0] - log_evidence[1:], masses
+
+    # The grid is placed for the full data; a posterior without some rows may reach past it (with few data), so the
+    # grid is widened, at the same spacing, until it holds every one of them.
+    for _ in range(50):
+        values, masses = on_grid(sigma, tau, log_weight)
+        sigma_range, sigma_points = _widened(sigma, masses.sum(2), bounds[0])
+        tau_range, tau_points = _widened(tau, masses.sum(1), bounds[1])
+        if (sigma_points, tau_points) == (len(sigma), len(tau)):
+            break
+        sigma, tau, log_weight = _grid(*scales, (sigma_points, tau_points), sigma_range, tau_range)
+    return pd.Series(values, index=labels, name="elpd")
+
+
+def _one_row_elpd(cross, prior, sigma, tau, log_weight, y, rows):
+    """log p(y_i | y_-i) for single rows (`rows`: their columns of [X Z]), from one pass over the grid, and the
+    posterior mass on the grid of the full data, then without each row.
+
+    Given (sigma, tau) with full-data posterior mean m_i and variance v_i of row i's linear predictor, the row's
+    leverage is h_i = v_i / sigma^2 and y_i | y_-i ~ N(y_i - (y_i - m_i) / (1 - h_i), sigma^2 / (1 - h_i)) (the
+    Gaussian leave-one-out identity). Over the grid, p(y_i | y_-i) = 1 / E[1 / p(y_i | y_-i, sigma, tau) | y], the
+    posterior given y_-i being the full one divided by the left-out row's predictive density.
+    """
+    log_like, means, variances = _conditional_gaussians(cross, prior, sigma, tau, rows)
+    cell = _normalised(log_like + log_weight)
+    noise = sigma[:, None, None] ** 2
+    kept = 1 - variances / noise
+    log_density = stats.norm.logpdf(y, y - (y - means) / kept, np.sqrt(noise / kept))
+    with np.errstate(divide="ignore"):  # cells without mass
+        log_without = np.log(cell)[..., None] - log_density  # the posterior without each row, unnormalised
+    log_elpd = -special.logsumexp(log_without, axis=(0, 1))
+    masses = np.exp(np.moveaxis(log_without, -1, 0) + log_elpd[:, None, None])  # and normalised
+    return log_elpd, np.concatenate([cell[None], masses])
+
+
 def varying_intercept_draws(model, idata) -> dict[str, np.ndarray]:
     """Posterior draws (chain, draw) of every quantity `varying_intercept_posterior` summarises, from an MCMC fit
     of the same Bambi model: the same combinations of the same coefficients, then sigma and tau."""
@@ -1127,6 +1260,37 @@ def varying_intercept_draws(model, idata) -> dict[str, np.ndarray]:
     draws["sigma"] = posterior["sigma"].to_numpy()
     draws["tau"] = posterior[f"{layout['group_name']}_sigma"].to_numpy()
     return draws
+
+
+def within_between(data: pd.DataFrame, x: str, y: str, group: str, sigma=None, tau=None) -> dict[str, float]:
+    """The slope of y on x in a model with one intercept per group, split into what it learns within groups and
+    what it learns between them.
+
+    Within: W = sum (x - xbar_j)^2 and beta_W = sum (x - xbar_j)(y - ybar_j) / W, the slope with a free intercept
+    per group (no pooling). Between: the regression of the group means ybar_j on xbar_j, with an intercept and
+    weights n_j lambda_j, has slope beta_B and B = sum n_j lambda_j (xbar_j - the weighted mean of xbar)^2. The
+    model's slope is the weighted average (W beta_W + B beta_B) / (W + B): with lambda_j = 1 it is complete pooling's
+    least squares; with lambda_j = sigma^2 / (sigma^2 + n_j tau^2), the share of the variance of ybar_j that is
+    noise, it is partial pooling's generalised least squares given sigma and tau (flat priors on the coefficients).
+    """
+    checks.frame("data", data, [x, y, group])
+    by_group = data.groupby(group, observed=True)
+    x_mean, y_mean = by_group[x].transform("mean"), by_group[y].transform("mean")
+    within_xx = float(((data[x] - x_mean) ** 2).sum())
+    within = float(((data[x] - x_mean) * (data[y] - y_mean)).sum()) / within_xx
+    sizes, x_means, y_means = by_group.size().to_numpy(), by_group[x].mean().to_numpy(), by_group[y].mean().to_numpy()
+    noise_share = 1.0 if sigma is None else sigma**2 / (sigma**2 + sizes * tau**2)
+    weights = sizes * noise_share
+    x_centre, y_centre = np.average(x_means, weights=weights), np.average(y_means, weights=weights)
+    between_xx = float(weights @ (x_means - x_centre) ** 2)
+    between = float(weights @ ((x_means - x_centre) * (y_means - y_centre))) / between_xx
+    within_weight = within_xx / (within_xx + between_xx)
+    return {
+        "within": within,
+        "between": between,
+        "within weight": within_weight,
+        "slope": within_weight * within + (1 - within_weight) * between,
+    }
 
 
 # How far an MCMC estimate may lie from the exact value, in MCSEs: one bound for every comparison in the book. With
@@ -1166,51 +1330,80 @@ def exact_against_mcmc(exact: pd.DataFrame, draws: dict[str, np.ndarray]) -> pd.
 
 
 def _varying_intercept_layout(model) -> dict:
-    """The Gaussian linear model inside a built Bambi model `y ~ 1 + terms + (1 | group)`, with its priors.
+    """The Gaussian linear model inside a built Bambi model `y ~ [1 +] terms [+ (1 | group)]`, with its priors.
 
     Bambi centres the common predictors when the model has an intercept, puts its intercept prior on the
     intercept of the centred design, and reports the intercept of the uncentred one; the coefficients here are
-    Bambi's: the centred intercept, the common terms, then the group effects. The combinations, by name as in
-    Bambi's posterior: "Intercept" (uncentred) and each common term, each group's effect ("1|group[level]"),
-    and each group's level ("level[level]"): the intercept plus the group's effect plus the terms that are
-    constant within every group (group-level predictors such as log uranium), i.e. the expected response of a
-    unit whose other predictors are 0 (for radon, a basement home).
+    Bambi's: the centred intercept (if any), the columns of the common terms (a categorical term such as the
+    `county` of `0 + county + floor` has one per level), then the group effects (if any). The combinations, by
+    name as in Bambi's posterior: "Intercept" (uncentred) and each common term's coefficient ("floor",
+    "county[AITKIN]"), and with a group term each group's effect ("1|group[level]") and each group's level
+    ("level[level]"): the intercept plus the group's effect plus the terms that are constant within every group
+    (group-level predictors such as log uranium), i.e. the expected response of a unit whose other predictors are
+    0 (for radon, a basement home). A model without a group term gets a Z with no columns and a tau fixed at 1,
+    which then plays no part.
     """
     checks.varying_intercept_model(model)
     component = model.components["mu"]
-    ((group_name, group_term),) = component.group_specific_terms.items()
+    group_terms = component.group_specific_terms
+    (group_name, group_term), *_ = list(group_terms.items()) or [(None, None)]
     terms = dict(component.common_terms)
-    priors = {"Intercept": component.intercept_term.prior} | {name: term.prior for name, term in terms.items()}
+    intercept = component.intercept_term
+    priors = ({"Intercept": intercept.prior} if intercept is not None else {}) | {
+        name: term.prior for name, term in terms.items()
+    }
     rows = len(model.response_component.term.data)
-    predictors = np.column_stack([term.data for term in terms.values()]) if terms else np.empty((rows, 0))
-    centre = predictors.mean(0) if model.center_predictors else np.zeros(predictors.shape[1])
-    group_design = group_term.data  # Bambi keeps it sparse
-    group_design = np.asarray(group_design.toarray() if hasattr(group_design, "toarray") else group_design, float)
-    membership = group_design.argmax(1)
-    first_of_group = np.unique(membership, return_index=True)[1]
-    per_group = predictors[first_of_group]  # each term's value in the first unit of each group
-    constant_within_group = np.all(np.isclose(predictors, per_group[membership]), axis=0)
-
-    fixed, groups = 1 + len(terms), group_design.shape[1]
-    uncentred_intercept = np.concatenate([[1.0], -centre, np.zeros(groups)])
-    coefficient = np.eye(fixed + groups)[1:fixed]
-    effect = np.eye(fixed + groups)[fixed:]
-    level = uncentred_intercept + effect + (per_group * constant_within_group) @ coefficient
-    levels = [str(level) for level in group_term.groups]
+    columns = [np.asarray(term.data, float).reshape(rows, -1) for term in terms.values()]
+    predictors = np.column_stack(columns) if terms else np.empty((rows, 0))
+    column_names = [
+        name if data.shape[1] == 1 else f"{name}[{level}]"
+        for (name, term), data in zip(terms.items(), columns, strict=True)
+        for level in (term.levels if data.shape[1] > 1 else [None])
+    ]
+    widths = [1] * (intercept is not None) + [data.shape[1] for data in columns]
+    prior_mean, prior_sd = (
+        np.concatenate(
+            [
+                np.broadcast_to(np.asarray(prior.args[key], float), width)
+                for prior, width in zip(priors.values(), widths, strict=True)
+            ]
+        )
+        for key in ("mu", "sigma")
+    )
+    centred = intercept is not None and model.center_predictors
+    centre = predictors.mean(0) if centred else np.zeros(predictors.shape[1])
+    if group_term is None:
+        group_design, levels = np.zeros((rows, 0)), []
+        tau_prior = ScalePrior("fixed", 1.0)
+    else:
+        group_design = group_term.data  # Bambi keeps it sparse
+        group_design = np.asarray(group_design.toarray() if hasattr(group_design, "toarray") else group_design, float)
+        levels = [str(level) for level in group_term.groups]
+        tau_prior = _scale_prior(group_term.prior.args["sigma"], f"the sd of {group_name}")
+    fixed, groups = (intercept is not None) + predictors.shape[1], group_design.shape[1]
+    coefficient = np.eye(fixed + groups)[fixed - predictors.shape[1] : fixed]
+    combinations, names = [coefficient], column_names
+    if intercept is not None:
+        uncentred_intercept = np.concatenate([[1.0], -centre, np.zeros(groups)])
+        combinations, names = [uncentred_intercept[None, :], coefficient], ["Intercept", *column_names]
+    if groups:
+        membership = group_design.argmax(1)
+        per_group = predictors[np.unique(membership, return_index=True)[1]]  # each term's value in a group's first unit
+        constant_within_group = np.all(np.isclose(predictors, per_group[membership]), axis=0)
+        effect = np.eye(fixed + groups)[fixed:]
+        level = uncentred_intercept + effect + (per_group * constant_within_group) @ coefficient
+        combinations += [effect, level]
+        names += [*(f"{group_name}[{name}]" for name in levels), *(f"level[{name}]" for name in levels)]
+    intercept_column = [np.ones((rows, 1))] if intercept is not None else []
     return {
-        "fixed_design": np.column_stack([np.ones(rows), predictors - centre]),
-        "prior_mean": [float(prior.args["mu"]) for prior in priors.values()],
-        "prior_sd": [float(prior.args["sigma"]) for prior in priors.values()],
+        "fixed_design": np.column_stack([*intercept_column, predictors - centre]),
+        "prior_mean": prior_mean,
+        "prior_sd": prior_sd,
         "group_design": group_design,
         "sigma_prior": _scale_prior(model.components["sigma"].prior, "sigma"),
-        "tau_prior": _scale_prior(group_term.prior.args["sigma"], f"the sd of {group_name}"),
-        "combinations": np.vstack([uncentred_intercept, coefficient, effect, level]),
-        "names": [
-            "Intercept",
-            *terms,
-            *(f"{group_name}[{name}]" for name in levels),
-            *(f"level[{name}]" for name in levels),
-        ],
+        "tau_prior": tau_prior,
+        "combinations": np.vstack(combinations),
+        "names": names,
         "terms": list(terms),
         "centre": centre,
         "group_name": group_name,
