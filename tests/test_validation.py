@@ -246,7 +246,11 @@ EXACT_FAULTS = {
         ValueError,
         "group term x|site is a varying slope, not (1 | group)",
     ),
-    "no intercept": (lambda d: bmb.Model("y ~ 0 + x + (1 | site)", d), ValueError, "has no intercept beside its group term"),
+    "no intercept": (
+        lambda d: bmb.Model("y ~ 0 + x + (1 | site)", d),
+        ValueError,
+        "has no intercept beside its group term",
+    ),
     "an interaction": (
         lambda d: bmb.Model("y ~ 1 + x:count + (1 | site)", d),
         ValueError,
@@ -306,9 +310,9 @@ def test_a_fixed_sigma_is_solved_as_fixed(intercepts):
         (lambda s: bmb.Model("y ~ 0 + x + (0 + x | site)", s, family="t"), ValueError, "exact_priors solves Gaussian"),
         (lambda s: "a model", TypeError, "model must be a bambi.Model"),
         (
-            lambda s: bmb.Model(bmb.Formula("y ~ 0 + x + (0 + x | site)", "sigma ~ 0 + site"), s),
+            lambda s: bmb.Model(bmb.Formula("y ~ 0 + x + (0 + x | site)", "sigma ~ x"), s),
             ValueError,
-            "exact_priors needs one sigma for every observation",
+            "the exact engine handles a noise sd per site as sigma ~ 0 + site; got terms ['x']",
         ),
     ],
 )
