@@ -312,7 +312,7 @@ def test_a_fixed_sigma_is_solved_as_fixed(intercepts):
         (
             lambda s: bmb.Model(bmb.Formula("y ~ 0 + x + (0 + x | site)", "sigma ~ x"), s),
             ValueError,
-            "the exact engine handles a noise sd per site as sigma ~ 0 + site; got terms ['x']",
+            "the exact engine handles a noise sd per site as sigma ~ 0 + site; got terms ['Intercept', 'x']",
         ),
     ],
 )
