@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from pooling.data import PROJECT_ROOT, RADON_FILES, RAW_DIR, sha256
-from pooling.files import READ_ONLY_ERRORS, WriteError, describe_write_error
+from pooling.files import READ_ONLY_ERRORS, WriteError
 from pooling.render.callouts import DIV_CLOSE, DIV_OPEN
 from pooling.render.execute import (
     CODE_FENCE,
@@ -211,7 +211,7 @@ def build_preview(
     is raised again. Raises BuildLocked when another build holds the preview folder, PreviewFolderError when the
     folder cannot be written at all.
     """
-    sources = sources or chapter_sources()
+    sources = list(dict.fromkeys(sources or chapter_sources()))  # a chapter named twice runs once
     summaries = [source for source in sources if _reads_other_pages(source)]
     regular = [source for source in sources if source not in summaries]
     executed = {}
@@ -253,14 +253,17 @@ def _failure(error: Exception, command: str) -> str:
     """A failed command's message: one or two lines naming the file and the fix, never a traceback."""
     if isinstance(error, (SourceError, PreviewFolderError)):
         return str(error)
-    if isinstance(error, WriteError) or (isinstance(error, OSError) and error.filename):
-        text = str(error) if isinstance(error, WriteError) else describe_write_error(Path(error.filename), error)
-        fix = " Make it writable and run again." if error.errno in READ_ONLY_ERRORS else ""
-        return ("The preview is incomplete: " if command == "preview" else "") + text + fix
-    return (
-        f"The build stopped: {type(error).__name__}: {error}\n"
-        f"Run again with --debug (or {DEBUG_VARIABLE}=1) to see where."
-    )
+    if isinstance(error, WriteError):
+        text = ("The preview is incomplete: " if command == "preview" else "") + str(error)
+    elif isinstance(error, OSError) and error.filename:
+        full = " Free some space and run again." if error.errno == errno.ENOSPC else ""
+        text = f"The build stopped: {error.filename}: {error.strerror or error}.{full}"
+    else:
+        return (
+            f"The build stopped: {type(error).__name__}: {error}\n"
+            f"Run again with --debug (or {DEBUG_VARIABLE}=1) to see where."
+        )
+    return text + (" Make it writable and run again." if error.errno in READ_ONLY_ERRORS else "")
 
 
 def _post_render(out_dir: Path) -> int:
