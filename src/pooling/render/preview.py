@@ -14,10 +14,18 @@ from nbconvert.preprocessors import TagRemovePreprocessor
 
 from pooling.chapter import PLOTLY_ASSET, ensure_plotly_asset
 from pooling.data import PROJECT_ROOT
-from pooling.files import atomic_write, atomic_write_text
+from pooling.files import WriteError, atomic_write, atomic_write_text
 from pooling.fitting import DOWNLOADS_DIR
 from pooling.render.callouts import callout_cells, fold_callouts
-from pooling.render.execute import ChapterResult, cell_options, quarto_config
+from pooling.render.execute import (
+    ChapterResult,
+    SourceError,
+    cell_options,
+    chapter_sources,
+    console_path,
+    front_matter,
+    quarto_config,
+)
 from pooling.render.markup import TABLE_CAPTION, mathml, page_links, table_code_spans
 from pooling.render.site import without_unneeded_scripts
 
@@ -186,12 +194,57 @@ def _error_page(result: ChapterResult, navigation: str) -> str:
     )
 
 
+def _sidebar_pages(results: list[ChapterResult], root: Path) -> list[tuple[str, str]]:
+    """Every page of the site's sidebar as (page, title), in its order, whichever of them this build made, then any
+    page built that the sidebar does not list: building one chapter never shortens the navigation."""
+    titles = {result.source: result.title for result in results}
+    sources = chapter_sources(root) if (root / "_quarto.yml").exists() else []
+    sources += [source for source in titles if source not in sources]
+    return [(str(_page_path(source, root)), str(titles.get(source) or _title(source))) for source in sources]
+
+
+def _title(source: Path) -> str:
+    """A page's title from its front matter; its file name if it has none or cannot be read (its own build says
+    why)."""
+    try:
+        return front_matter(source).get("title", source.stem)
+    except SourceError:
+        return source.stem
+
+
+def _write_error_page(result: ChapterResult, target: Path, navigation: str) -> None:
+    """Replace a failed chapter's page (and drop its notebook); if even that cannot be written, remove the old page,
+    which must not stay looking current."""
+    try:
+        atomic_write_text(target, _error_page(result, navigation))
+    except WriteError:
+        target.unlink(missing_ok=True)
+        raise
+    finally:
+        target.with_suffix(".ipynb").unlink(missing_ok=True)
+
+
+def _chapter_page(result: ChapterResult, page: str, pages: list, exporter: HTMLExporter, config: dict) -> str:
+    """The HTML page of an executed chapter, as the site shows it."""
+    notebook = preview_cells(_without_warnings(result.notebook, config))
+    heading = f"# {result.title}" + (f"\n\n*{result.abstract}*" if result.abstract else "")
+    notebook.cells.insert(0, nbformat.v4.new_markdown_cell(heading))
+    body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": result.title}})
+    body = fold_callouts(body, notebook)
+    body = body.replace("<body", f'<body data-page="{html.escape(page)}"', 1)
+    body = re.sub(r"(<body[^>]*>)", lambda match: match.group(1) + _navigation(pages, page), body, count=1)
+    body = body.replace("</body>", FOLD_SCRIPT + "</body>", 1).replace("</head>", PREVIEW_STYLE + "</head>", 1)
+    return without_unneeded_scripts(body, page)
+
+
 def write_preview(results: list[ChapterResult], out_dir: Path = PREVIEW_DIR, root: Path = PROJECT_ROOT) -> list[Path]:
     """Write each executed chapter as an HTML page plus its notebook, and an error page for each failed one.
 
-    Every file is written to a temporary name and renamed into place, so a page is never half-written; a
-    failed chapter's old page and notebook are replaced (a failed build never looks like a good one).
-    Returns the page paths.
+    A chapter whose page cannot be made from its notebook (the preview cannot read its markup) fails here: its
+    `error` is set and it gets an error page too. Every file is written to a temporary name and renamed into place,
+    so a page is never half-written; a failed chapter's old page and notebook are replaced first, before anything
+    else can fill the disk, and removed if even that fails (a failed build never looks like a good one). The
+    navigation lists every page of the site's sidebar. Returns the page paths.
     """
     exporter = HTMLExporter(template_name="lab")
     exporter.register_preprocessor(
@@ -199,7 +252,14 @@ def write_preview(results: list[ChapterResult], out_dir: Path = PREVIEW_DIR, roo
         enabled=True,
     )
     config = quarto_config(root) if (root / "_quarto.yml").exists() else {}
-    pages = [(str(_page_path(result.source, root)), result.title) for result in results]
+    pages = _sidebar_pages(results, root)
+    targets = [out_dir / _page_path(result.source, root) for result in results]
+    for target in targets:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    for result, target in zip(results, targets, strict=True):
+        if result.error is not None:
+            page = str(target.relative_to(out_dir))
+            _write_error_page(result, target, _navigation(pages, page, with_notebook=False))
     asset = out_dir / PLOTLY_ASSET
     asset.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(asset, lambda target: shutil.copyfile(ensure_plotly_asset(root), target))
@@ -208,27 +268,18 @@ def write_preview(results: list[ChapterResult], out_dir: Path = PREVIEW_DIR, roo
         if not copy.exists() or copy.stat().st_size != posterior.stat().st_size:
             copy.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(copy, lambda target, posterior=posterior: shutil.copyfile(posterior, target))
-    written = []
-    for result, (page, title) in zip(results, pages, strict=True):
-        target = out_dir / page
-        target.parent.mkdir(parents=True, exist_ok=True)
+    for result, target in zip(results, targets, strict=True):
         if result.error is not None:
-            atomic_write_text(target, _error_page(result, _navigation(pages, page, with_notebook=False)))
-            target.with_suffix(".ipynb").unlink(missing_ok=True)
-            written.append(target)
             continue
-        notebook = preview_cells(_without_warnings(result.notebook, config))
-        heading = f"# {title}" + (f"\n\n*{result.abstract}*" if result.abstract else "")
-        notebook.cells.insert(0, nbformat.v4.new_markdown_cell(heading))
-        body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": title}})
-        body = fold_callouts(body, notebook)
-        body = body.replace("<body", f'<body data-page="{html.escape(page)}"', 1)
-        body = re.sub(
-            r"(<body[^>]*>)", lambda match, page=page: match.group(1) + _navigation(pages, page), body, count=1
-        )
-        body = body.replace("</body>", FOLD_SCRIPT + "</body>", 1).replace("</head>", PREVIEW_STYLE + "</head>", 1)
-        body = without_unneeded_scripts(body, page)
+        page = str(target.relative_to(out_dir))
+        try:
+            body = _chapter_page(result, page, pages, exporter, config)
+        except Exception as error:  # noqa: BLE001 (whatever the chapter's markup raises fails the chapter alone)
+            result.error = (
+                f"{console_path(result.source)}: its page could not be made ({type(error).__name__}: {error})"
+            )
+            _write_error_page(result, target, _navigation(pages, page, with_notebook=False))
+            continue
         atomic_write_text(target, body)
         atomic_write_text(target.with_suffix(".ipynb"), nbformat.writes(result.notebook))
-        written.append(target)
-    return written
+    return targets
