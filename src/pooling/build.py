@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from pooling.data import PROJECT_ROOT, RADON_FILES, RAW_DIR, sha256
-from pooling.files import READ_ONLY_ERRORS, WriteError
+from pooling.files import DEBUG_VARIABLE, READ_ONLY_ERRORS, WriteError, debugging
 from pooling.render.callouts import DIV_CLOSE, DIV_OPEN
 from pooling.render.execute import (
     CODE_FENCE,
@@ -39,13 +39,6 @@ from pooling.render.execute import (
 )
 from pooling.render.preview import PREVIEW_DIR, write_preview
 from pooling.render.site import post_render, pre_render
-
-DEBUG_VARIABLE = "POOLING_DEBUG"  # set to 1: a failed command shows its traceback (as `python -m pooling.data`)
-
-
-def debugging(flag: bool = False) -> bool:
-    """Whether a failure shows its traceback: the `--debug` flag, or POOLING_DEBUG=1 in the environment."""
-    return flag or os.environ.get(DEBUG_VARIABLE, "").strip() not in ("", "0")
 
 
 class BuildLocked(RuntimeError):
