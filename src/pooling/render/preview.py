@@ -17,8 +17,10 @@ from pooling.data import PROJECT_ROOT
 from pooling.files import atomic_write, atomic_write_text
 from pooling.fitting import DOWNLOADS_DIR
 from pooling.render.callouts import callout_cells, fold_callouts
-from pooling.render.execute import ChapterResult, cell_options, quarto_config
+from pooling.render.execute import ChapterResult, cell_options, quarto_config, read_chapter
 from pooling.render.markup import TABLE_CAPTION, mathml, page_links, table_code_spans
+from pooling.render.notebooks import offers_notebook, other_formats, write_notebook
+from pooling.render.references import REFS_DIV, appendix, cite, page_item, resolve_cross_references
 from pooling.render.site import without_unneeded_scripts
 
 PREVIEW_DIR = PROJECT_ROOT / "_preview"
@@ -34,8 +36,9 @@ def _label_figures(cell, alt: str) -> None:
             output["data"]["text/html"] = markup.replace('class="plotly-graph-div', label)
 
 
-def preview_cells(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """Apply Quarto's cell options, captions, cross-references and math so the preview shows what the site shows."""
+def preview_cells(notebook: nbformat.NotebookNode, page: str = "the page") -> nbformat.NotebookNode:
+    """Apply Quarto's cell options, captions, cross-references and math so the preview shows what the site shows
+    (citations: `cite_page`)."""
     notebook = callout_cells(notebook)
     figures = {}
 
@@ -86,20 +89,11 @@ def preview_cells(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
             position = in_callouts[callout] = in_callouts.get(callout, -1) + 1
             cell.id = f"callout-{callout}-{position}"
         for output in cell.get("outputs", []):
-            if "text/markdown" in output.get("data", {}):
-                output["data"]["text/markdown"] = mathml(page_links(output["data"]["text/markdown"]))
+            if "text/markdown" in output.get("data", {}):  # computed prose cross-references like the text around it
+                markdown = resolve_cross_references(page_links(output["data"]["text/markdown"]), figures, page)
+                output["data"]["text/markdown"] = mathml(markdown)
         if cell.cell_type == "markdown":
-            cell.source = page_links(cell.source)
-            cell.source = re.sub(
-                r"@((?:fig|tbl)-[\w-]+)",
-                lambda match: f"[{figures.get(match.group(1), match.group(1))}](#{match.group(1)})",
-                cell.source,
-            )
-            # Citations show as plain keys; the Quarto site formats them from references.bib.
-            cell.source = re.sub(
-                r"\[(-?@[\w:-]+(?:;\s*-?@[\w:-]+)*)\]", lambda m: "(" + m.group(1).replace("@", "") + ")", cell.source
-            )
-            cell.source = mathml(cell.source)
+            cell.source = mathml(resolve_cross_references(page_links(cell.source), figures, page))
     notebook.cells = cells
     return notebook
 
@@ -133,22 +127,46 @@ PREVIEW_STYLE = """<style>
 </style>"""
 
 
-def _navigation(pages: list[tuple[str, str]], current: str, with_notebook: bool = True) -> str:
-    """The links to every page, and to the current page's notebook unless it has none (a failed chapter)."""
+def _navigation(pages: list[tuple[str, str]], current: str) -> str:
+    """The links to every page (the page's notebook is under "Other Formats", `notebooks.other_formats`)."""
     links = []
     for target, title in pages:
         relative = os.path.relpath(target, os.path.dirname(current) or ".")
         style = ' style="font-weight:bold"' if target == current else ""
         links.append(f'<a href="{html.escape(relative)}"{style}>{html.escape(title)}</a>')
-    notebook = html.escape(os.path.basename(current)[: -len(".html")] + ".ipynb")
-    notebook_link = f'<a href="{notebook}" download>Download this chapter as a notebook</a>'
     return (
         '<nav class="book-navigation" style="padding:0.6em 1em;border-bottom:1px solid #ddd;'
         'display:flex;flex-wrap:wrap;gap:0.4em 1.2em;font-family:sans-serif;font-size:0.9em">'
         + " ".join(links)
-        + (f" | {notebook_link}" if with_notebook else "")
         + "</nav>"
     )
+
+
+def cite_page(notebook: nbformat.NotebookNode, source: Path, config: dict, root: Path, page: str) -> str:
+    """Format the citations of the page's prose and computed prose in place, with Pandoc's citeproc as Quarto
+    does, and return what ends the page: its bibliography (the project's `bibliography` and the page's `nocite`),
+    where the page puts `::: {#refs}` or else in the appendix, as Quarto places it; the licence; the page's own
+    citation."""
+    places = []  # every piece of Markdown on the page, in order: (where it is kept, its key)
+    for cell in notebook.cells:
+        if cell.cell_type == "markdown":
+            places.append((cell, "source"))
+        for output in cell.get("outputs", []):
+            if "text/markdown" in output.get("data", {}):
+                places.append((output["data"], "text/markdown"))
+    _, front_matter = read_chapter(source)
+    files = config.get("bibliography", [])
+    files = [root / name for name in ([files] if isinstance(files, str) else files)]
+    texts, references = cite([place[key] for place, key in places], files, front_matter.get("nocite"), page)
+    for (place, key), text in zip(places, texts, strict=True):
+        place[key] = text
+    item = None
+    if config.get("citation"):
+        abstract = str(front_matter.get("abstract", "")).strip()
+        item = page_item(config, front_matter.get("title", page), abstract, page)
+    if REFS_DIV.search(source.read_text()):
+        return references + appendix("", config.get("license"), item)
+    return appendix(references, config.get("license"), item)
 
 
 def _without_warnings(notebook: nbformat.NotebookNode, config: dict) -> nbformat.NotebookNode:
@@ -187,7 +205,8 @@ def _error_page(result: ChapterResult, navigation: str) -> str:
 
 
 def write_preview(results: list[ChapterResult], out_dir: Path = PREVIEW_DIR, root: Path = PROJECT_ROOT) -> list[Path]:
-    """Write each executed chapter as an HTML page plus its notebook, and an error page for each failed one.
+    """Write each executed chapter as an HTML page plus the notebook it offers, and an error page for each failed
+    one.
 
     Every file is written to a temporary name and renamed into place, so a page is never half-written; a
     failed chapter's old page and notebook are replaced (a failed build never looks like a good one).
@@ -213,14 +232,18 @@ def write_preview(results: list[ChapterResult], out_dir: Path = PREVIEW_DIR, roo
         target = out_dir / page
         target.parent.mkdir(parents=True, exist_ok=True)
         if result.error is not None:
-            atomic_write_text(target, _error_page(result, _navigation(pages, page, with_notebook=False)))
+            atomic_write_text(target, _error_page(result, _navigation(pages, page)))
             target.with_suffix(".ipynb").unlink(missing_ok=True)
             written.append(target)
             continue
-        notebook = preview_cells(_without_warnings(result.notebook, config))
+        notebook = preview_cells(_without_warnings(result.notebook, config), page)
+        with_notebook = offers_notebook(result.source)
         heading = f"# {title}" + (f"\n\n*{result.abstract}*" if result.abstract else "")
+        heading += f"\n\n{other_formats(page)}" if with_notebook else ""
         notebook.cells.insert(0, nbformat.v4.new_markdown_cell(heading))
+        ending = cite_page(notebook, result.source, config, root, page)
         body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": title}})
+        body = body.replace("</main>", ending + "</main>", 1)
         body = fold_callouts(body, notebook)
         body = body.replace("<body", f'<body data-page="{html.escape(page)}"', 1)
         body = re.sub(
@@ -229,6 +252,9 @@ def write_preview(results: list[ChapterResult], out_dir: Path = PREVIEW_DIR, roo
         body = body.replace("</body>", FOLD_SCRIPT + "</body>", 1).replace("</head>", PREVIEW_STYLE + "</head>", 1)
         body = without_unneeded_scripts(body, page)
         atomic_write_text(target, body)
-        atomic_write_text(target.with_suffix(".ipynb"), nbformat.writes(result.notebook))
+        if with_notebook:
+            write_notebook(result.source, target.with_suffix(".ipynb"))
+        else:
+            target.with_suffix(".ipynb").unlink(missing_ok=True)
         written.append(target)
     return written
