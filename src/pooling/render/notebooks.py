@@ -76,10 +76,12 @@ def replace_site_notebooks(out_dir: Path, root: Path) -> list[Path]:
 
 
 def other_formats(page: str) -> str:
-    """The preview's "Other Formats" block for a page (a path like `chapters/01-x.html`), as Quarto writes it."""
+    """The preview's "Other Formats" block for a page (a path like `chapters/01-x.html`), with Quarto's heading and
+    link text, on one line under the title (Quarto puts it in the margin, which the preview does not have)."""
     name = html.escape(os.path.basename(page).removesuffix(".html") + ".ipynb")
     return (
-        '<nav class="quarto-alternate-formats" aria-label="Other formats"><h2>Other Formats</h2><ul>'
-        f'<li><a href="{name}" download="{name}"><i class="bi bi-journal-code"></i>{NOTEBOOK_LINK_TEXT}</a></li>'
-        "</ul></nav>"
+        '<nav class="quarto-alternate-formats" aria-label="Other formats">'
+        '<h2 style="display:inline;font-size:1em;margin:0 0.6em 0 0">Other Formats</h2>'
+        '<ul style="display:inline;list-style:none;margin:0;padding:0">'
+        f'<li style="display:inline"><a href="{name}" download="{name}">{NOTEBOOK_LINK_TEXT}</a></li></ul></nav>'
     )

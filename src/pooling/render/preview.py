@@ -242,8 +242,9 @@ def write_preview(results: list[ChapterResult], out_dir: Path = PREVIEW_DIR, roo
         heading += f"\n\n{other_formats(page)}" if with_notebook else ""
         notebook.cells.insert(0, nbformat.v4.new_markdown_cell(heading))
         ending = cite_page(notebook, result.source, config, root, page)
+        if ending:  # HTML in a Markdown cell, laid out like the prose; no blank line, which would end the HTML block
+            notebook.cells.append(nbformat.v4.new_markdown_cell("\n".join(filter(str.strip, ending.splitlines()))))
         body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": title}})
-        body = body.replace("</main>", ending + "</main>", 1)
         body = fold_callouts(body, notebook)
         body = body.replace("<body", f'<body data-page="{html.escape(page)}"', 1)
         body = re.sub(

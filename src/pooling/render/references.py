@@ -193,7 +193,7 @@ def reuse_block(license_text: str | None) -> str:
 
 
 APPENDIX_STYLE = (
-    "<style>#quarto-appendix { border-top: 1px solid #ddd; margin-top: 2em; padding-top: 1em; }"
+    "<style>#quarto-appendix { border-top: 1px solid #ddd; margin-top: 2em; }"
     " #quarto-appendix pre { white-space: pre-wrap; overflow-wrap: anywhere; }"
     " .csl-entry { overflow-wrap: anywhere; margin-bottom: 0.5em; }</style>"
 )
@@ -211,4 +211,4 @@ def appendix(bibliography: str, license_text: str | None, item: dict | None) -> 
     if item is not None:
         sections.append(citation_block(item))
     content = "".join(section for section in sections if section)
-    return f'{APPENDIX_STYLE}<section id="quarto-appendix">{content}</section>' if content else ""
+    return f'<section id="quarto-appendix">{APPENDIX_STYLE}{content}</section>' if content else ""
