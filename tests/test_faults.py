@@ -758,7 +758,7 @@ def test_the_navigation_lists_every_page_of_the_sidebar_when_one_chapter_is_buil
     sidebar = chapter_sources()
     expected = [(str(page.relative_to(SRC.parent).with_suffix(".html")), page) for page in sidebar]
     assert links[: len(sidebar)] == [(href, front_matter(page)["title"]) for href, page in expected]
-    assert links[len(sidebar) :] == [("01-tiny.html", "Tiny"), ("01-tiny.ipynb", "Download this chapter as a notebook")]
+    assert links[len(sidebar) :] == [("01-tiny.html", "Tiny")]  # its notebook is under "Other Formats"
 
 
 def _fit_in_cache(cache_folder: Path, name: str, key: str) -> Path:

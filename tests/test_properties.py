@@ -349,7 +349,7 @@ def test_varying_intercept_posterior_is_finite_or_a_named_refusal(arguments):
     event("clean result")
     model = arguments["model"]
     assert model.family.name == "gaussian" and model.family.link["mu"].name == "identity"
-    assert len(model.components["mu"].group_specific_terms) == 1
+    assert len(model.components["mu"].group_specific_terms) <= 1
     summary = posterior.summary()
     assert np.isfinite(summary.to_numpy()).all() and (summary["low"] <= summary["high"]).all()
     assert (summary["low"] < summary["high"]).loc[summary["sd"] > 0].all()  # no zero-width interval

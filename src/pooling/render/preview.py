@@ -27,6 +27,8 @@ from pooling.render.execute import (
     quarto_config,
 )
 from pooling.render.markup import TABLE_CAPTION, mathml, page_links, table_code_spans
+from pooling.render.notebooks import offers_notebook, other_formats, write_notebook
+from pooling.render.references import REFS_DIV, appendix, cite, page_item, resolve_cross_references
 from pooling.render.site import without_unneeded_scripts
 
 PREVIEW_DIR = PROJECT_ROOT / "_preview"
@@ -42,8 +44,9 @@ def _label_figures(cell, alt: str) -> None:
             output["data"]["text/html"] = markup.replace('class="plotly-graph-div', label)
 
 
-def preview_cells(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """Apply Quarto's cell options, captions, cross-references and math so the preview shows what the site shows."""
+def preview_cells(notebook: nbformat.NotebookNode, page: str = "the page") -> nbformat.NotebookNode:
+    """Apply Quarto's cell options, captions, cross-references and math so the preview shows what the site shows
+    (citations: `cite_page`)."""
     notebook = callout_cells(notebook)
     figures = {}
 
@@ -94,20 +97,11 @@ def preview_cells(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
             position = in_callouts[callout] = in_callouts.get(callout, -1) + 1
             cell.id = f"callout-{callout}-{position}"
         for output in cell.get("outputs", []):
-            if "text/markdown" in output.get("data", {}):
-                output["data"]["text/markdown"] = mathml(page_links(output["data"]["text/markdown"]))
+            if "text/markdown" in output.get("data", {}):  # computed prose cross-references like the text around it
+                markdown = resolve_cross_references(page_links(output["data"]["text/markdown"]), figures, page)
+                output["data"]["text/markdown"] = mathml(markdown)
         if cell.cell_type == "markdown":
-            cell.source = page_links(cell.source)
-            cell.source = re.sub(
-                r"@((?:fig|tbl)-[\w-]+)",
-                lambda match: f"[{figures.get(match.group(1), match.group(1))}](#{match.group(1)})",
-                cell.source,
-            )
-            # Citations show as plain keys; the Quarto site formats them from references.bib.
-            cell.source = re.sub(
-                r"\[(-?@[\w:-]+(?:;\s*-?@[\w:-]+)*)\]", lambda m: "(" + m.group(1).replace("@", "") + ")", cell.source
-            )
-            cell.source = mathml(cell.source)
+            cell.source = mathml(resolve_cross_references(page_links(cell.source), figures, page))
     notebook.cells = cells
     return notebook
 
@@ -141,22 +135,46 @@ PREVIEW_STYLE = """<style>
 </style>"""
 
 
-def _navigation(pages: list[tuple[str, str]], current: str, with_notebook: bool = True) -> str:
-    """The links to every page, and to the current page's notebook unless it has none (a failed chapter)."""
+def _navigation(pages: list[tuple[str, str]], current: str) -> str:
+    """The links to every page (the page's notebook is under "Other Formats", `notebooks.other_formats`)."""
     links = []
     for target, title in pages:
         relative = os.path.relpath(target, os.path.dirname(current) or ".")
         style = ' style="font-weight:bold"' if target == current else ""
         links.append(f'<a href="{html.escape(relative)}"{style}>{html.escape(title)}</a>')
-    notebook = html.escape(os.path.basename(current)[: -len(".html")] + ".ipynb")
-    notebook_link = f'<a href="{notebook}" download>Download this chapter as a notebook</a>'
     return (
         '<nav class="book-navigation" style="padding:0.6em 1em;border-bottom:1px solid #ddd;'
         'display:flex;flex-wrap:wrap;gap:0.4em 1.2em;font-family:sans-serif;font-size:0.9em">'
         + " ".join(links)
-        + (f" | {notebook_link}" if with_notebook else "")
         + "</nav>"
     )
+
+
+def cite_page(notebook: nbformat.NotebookNode, source: Path, config: dict, root: Path, page: str) -> str:
+    """Format the citations of the page's prose and computed prose in place, with Pandoc's citeproc as Quarto
+    does, and return what ends the page: its bibliography (the project's `bibliography` and the page's `nocite`),
+    where the page puts `::: {#refs}` or else in the appendix, as Quarto places it; the licence; the page's own
+    citation."""
+    places = []  # every piece of Markdown on the page, in order: (where it is kept, its key)
+    for cell in notebook.cells:
+        if cell.cell_type == "markdown":
+            places.append((cell, "source"))
+        for output in cell.get("outputs", []):
+            if "text/markdown" in output.get("data", {}):
+                places.append((output["data"], "text/markdown"))
+    page_front_matter = front_matter(source)
+    files = config.get("bibliography", [])
+    files = [root / name for name in ([files] if isinstance(files, str) else files)]
+    texts, references = cite([place[key] for place, key in places], files, page_front_matter.get("nocite"), page)
+    for (place, key), text in zip(places, texts, strict=True):
+        place[key] = text
+    item = None
+    if config.get("citation"):
+        abstract = str(page_front_matter.get("abstract", "")).strip()
+        item = page_item(config, page_front_matter.get("title", page), abstract, page)
+    if REFS_DIV.search(source.read_text()):
+        return references + appendix("", config.get("license"), item)
+    return appendix(references, config.get("license"), item)
 
 
 def _without_warnings(notebook: nbformat.NotebookNode, config: dict) -> nbformat.NotebookNode:
@@ -224,11 +242,18 @@ def _write_error_page(result: ChapterResult, target: Path, navigation: str) -> N
         target.with_suffix(".ipynb").unlink(missing_ok=True)
 
 
-def _chapter_page(result: ChapterResult, page: str, pages: list, exporter: HTMLExporter, config: dict) -> str:
-    """The HTML page of an executed chapter, as the site shows it."""
-    notebook = preview_cells(_without_warnings(result.notebook, config))
+def _chapter_page(
+    result: ChapterResult, page: str, pages: list, exporter: HTMLExporter, config: dict, root: Path
+) -> str:
+    """The HTML page of an executed chapter, as the site shows it: its notebook under "Other Formats" when it
+    offers one, its citations resolved and its bibliography and citation block at its end."""
+    notebook = preview_cells(_without_warnings(result.notebook, config), page)
     heading = f"# {result.title}" + (f"\n\n*{result.abstract}*" if result.abstract else "")
+    heading += f"\n\n{other_formats(page)}" if offers_notebook(result.source) else ""
     notebook.cells.insert(0, nbformat.v4.new_markdown_cell(heading))
+    ending = cite_page(notebook, result.source, config, root, page)
+    if ending:  # HTML in a Markdown cell, laid out like the prose; no blank line, which would end the HTML block
+        notebook.cells.append(nbformat.v4.new_markdown_cell("\n".join(filter(str.strip, ending.splitlines()))))
     body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": result.title}})
     body = fold_callouts(body, notebook)
     body = body.replace("<body", f'<body data-page="{html.escape(page)}"', 1)
@@ -238,7 +263,8 @@ def _chapter_page(result: ChapterResult, page: str, pages: list, exporter: HTMLE
 
 
 def write_preview(results: list[ChapterResult], out_dir: Path = PREVIEW_DIR, root: Path = PROJECT_ROOT) -> list[Path]:
-    """Write each executed chapter as an HTML page plus its notebook, and an error page for each failed one.
+    """Write each executed chapter as an HTML page plus the notebook it offers, and an error page for each failed
+    one.
 
     A chapter whose page cannot be made from its notebook (the preview cannot read its markup) fails here: its
     `error` is set and it gets an error page too. Every file is written to a temporary name and renamed into place,
@@ -259,7 +285,7 @@ def write_preview(results: list[ChapterResult], out_dir: Path = PREVIEW_DIR, roo
     for result, target in zip(results, targets, strict=True):
         if result.error is not None:
             page = str(target.relative_to(out_dir))
-            _write_error_page(result, target, _navigation(pages, page, with_notebook=False))
+            _write_error_page(result, target, _navigation(pages, page))
     asset = out_dir / PLOTLY_ASSET
     asset.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(asset, lambda target: shutil.copyfile(ensure_plotly_asset(root), target))
@@ -273,13 +299,16 @@ def write_preview(results: list[ChapterResult], out_dir: Path = PREVIEW_DIR, roo
             continue
         page = str(target.relative_to(out_dir))
         try:
-            body = _chapter_page(result, page, pages, exporter, config)
+            body = _chapter_page(result, page, pages, exporter, config, root)
         except Exception as error:  # noqa: BLE001 (whatever the chapter's markup raises fails the chapter alone)
             result.error = (
                 f"{console_path(result.source)}: its page could not be made ({type(error).__name__}: {error})"
             )
-            _write_error_page(result, target, _navigation(pages, page, with_notebook=False))
+            _write_error_page(result, target, _navigation(pages, page))
             continue
         atomic_write_text(target, body)
-        atomic_write_text(target.with_suffix(".ipynb"), nbformat.writes(result.notebook))
+        if offers_notebook(result.source):
+            write_notebook(result.source, target.with_suffix(".ipynb"))
+        else:
+            target.with_suffix(".ipynb").unlink(missing_ok=True)
     return targets
