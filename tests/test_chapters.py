@@ -43,17 +43,6 @@ def test_chapter_conventions(source):
             assert options.get("fig-alt"), f"{source.name}: figure {options['label']} has no fig-alt text"
 
 
-# Chapters that still open with an unfolded import cell: the lead folds it or moves it below the opening paragraph
-# (issue 23b's report gives the change for each). Remove a name once its chapter is changed: the test then passes
-# for it, and a name left here fails as XPASS.
-OPENING_PENDING = {
-    "04-partial-pooling.qmd",
-    "05-how-much-pooling.qmd",
-    "07-pooling-on-radon.qmd",
-    "08-beyond-varying-intercepts.qmd",
-    "09-all-nine-states.qmd",
-    "92-checking-the-numbers.qmd",
-}
 # Markdown lines that are not prose: headings, fences, display math, tables, HTML.
 NOT_PROSE = re.compile(r"^\s*(?:#|:::|\$\$|```|\||<|$)")
 
@@ -77,16 +66,7 @@ def shown_before_prose(notebook) -> list[str]:
     return shown
 
 
-@pytest.mark.parametrize(
-    "source",
-    [
-        pytest.param(path, marks=pytest.mark.xfail(strict=True, reason="imports before the opening paragraph"))
-        if path.name in OPENING_PENDING
-        else path
-        for path in CHAPTERS
-    ],
-    ids=[str(path.relative_to(PROJECT_ROOT)) for path in CHAPTERS],
-)
+@pytest.mark.parametrize("source", CHAPTERS, ids=[str(path.relative_to(PROJECT_ROOT)) for path in CHAPTERS])
 def test_chapter_opens_with_prose(source):
     """Under the title a page shows prose first: no code cell shows its code, unfolded, before the first paragraph
     (imports folded with `code-fold: true` or placed after the opening paragraph)."""
