@@ -11,7 +11,7 @@ RADON_MIRROR ?= $(wildcard $(abspath ../shared/data/radon))
 export RADON_MIRROR
 export PATH := $(BIN):$(PATH)
 
-.PHONY: site test lint bench browser clean-cache
+.PHONY: site test lint bench bench-weight browser lighthouse clean-cache
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,14 @@ lint: $(VENV)/.installed
 # Not part of the tests: timings live here, written to benchmarks/results.md.
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/run.py
+
+# Page weight and Lighthouse scores of the preview against an earlier one: make bench-weight BEFORE=/path/_preview
+LIGHTHOUSE_VERSION = 12.8.2
+lighthouse: browser
+	@[ -x .lighthouse/node_modules/.bin/lighthouse ] || npm install --silent --no-audit --no-fund --prefix .lighthouse lighthouse@$(LIGHTHOUSE_VERSION)
+
+bench-weight: $(VENV)/.installed lighthouse
+	$(BIN)/python benchmarks/weight.py --before $(BEFORE) --after _preview
 
 clean-cache:
 	rm -rf _cache _freeze
