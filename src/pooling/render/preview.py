@@ -9,17 +9,16 @@ import shutil
 from pathlib import Path
 
 import nbformat
-from nbconvert import HTMLExporter
-from nbconvert.preprocessors import TagRemovePreprocessor
 
-from pooling.chapter import PLOTLY_ASSET, ensure_plotly_asset
 from pooling.data import PROJECT_ROOT
 from pooling.files import atomic_write, atomic_write_text
 from pooling.fitting import DOWNLOADS_DIR
+from pooling.plotlyjs import install
 from pooling.render.callouts import callout_cells, fold_callouts
 from pooling.render.execute import ChapterResult, cell_options, quarto_config
 from pooling.render.markup import TABLE_CAPTION, mathml, page_links, table_code_spans
 from pooling.render.site import without_unneeded_scripts
+from pooling.render.theme import PAGE_SCRIPT, STYLESHEET, exporter, without_dead_tab_stops, write_stylesheet
 
 PREVIEW_DIR = PROJECT_ROOT / "_preview"
 
@@ -117,22 +116,6 @@ document.querySelectorAll(".celltag_code_fold .jp-InputArea").forEach(function (
 </script>"""
 
 
-# Accessibility fixes to nbconvert's lab template, found by axe-core: its faded cell prompts fall below the WCAG AA
-# contrast ratio (and so do its comment and number colours in code), and links in prose differ by colour alone.
-PREVIEW_STYLE = """<style>
-.jp-InputPrompt, .jp-OutputPrompt { color: #1f5f99 !important; opacity: 1 !important; }
-.jp-RenderedHTMLCommon a, .jp-RenderedMarkdown a { text-decoration: underline !important; }
-.highlight .c, .highlight .c1, .highlight .cm { color: #2f5f5f !important; }
-.highlight .mf, .highlight .mi { color: #005f00 !important; }
-.highlight .ow, .highlight .nb, .highlight .kn, .highlight .k { color: #6a1b9a !important; }
-.callout { border: 1px solid #c8d3de; border-left: 5px solid #1f5f99; border-radius: 4px; margin: 1em 0;
-  padding: 0.2em 0.8em; }
-.callout-tip { border-left-color: #1b6e3a; }
-.callout > summary, .callout > .callout-title { font-weight: bold; padding: 0.4em 0; cursor: pointer; }
-.callout > .callout-title { cursor: auto; margin: 0; }
-</style>"""
-
-
 def _navigation(pages: list[tuple[str, str]], current: str, with_notebook: bool = True) -> str:
     """The links to every page, and to the current page's notebook unless it has none (a failed chapter)."""
     links = []
@@ -193,16 +176,11 @@ def write_preview(results: list[ChapterResult], out_dir: Path = PREVIEW_DIR, roo
     failed chapter's old page and notebook are replaced (a failed build never looks like a good one).
     Returns the page paths.
     """
-    exporter = HTMLExporter(template_name="lab")
-    exporter.register_preprocessor(
-        TagRemovePreprocessor(remove_input_tags={"remove_input"}, remove_all_outputs_tags={"remove_output"}),
-        enabled=True,
-    )
+    page_exporter = exporter()
     config = quarto_config(root) if (root / "_quarto.yml").exists() else {}
     pages = [(str(_page_path(result.source, root)), result.title) for result in results]
-    asset = out_dir / PLOTLY_ASSET
-    asset.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(asset, lambda target: shutil.copyfile(ensure_plotly_asset(root), target))
+    install(out_dir)
+    write_stylesheet(out_dir)
     for posterior in sorted((root / DOWNLOADS_DIR.name).glob("*.nc")):  # the diagnostics tables link to them
         copy = out_dir / DOWNLOADS_DIR.name / posterior.name
         if not copy.exists() or copy.stat().st_size != posterior.stat().st_size:
@@ -220,13 +198,15 @@ def write_preview(results: list[ChapterResult], out_dir: Path = PREVIEW_DIR, roo
         notebook = preview_cells(_without_warnings(result.notebook, config))
         heading = f"# {title}" + (f"\n\n*{result.abstract}*" if result.abstract else "")
         notebook.cells.insert(0, nbformat.v4.new_markdown_cell(heading))
-        body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": title}})
-        body = fold_callouts(body, notebook)
+        stylesheet = os.path.relpath(STYLESHEET, os.path.dirname(page) or ".")
+        resources = {"metadata": {"name": title}, "stylesheet": stylesheet}
+        body, _ = page_exporter.from_notebook_node(notebook, resources=resources)
+        body = fold_callouts(without_dead_tab_stops(body), notebook)
         body = body.replace("<body", f'<body data-page="{html.escape(page)}"', 1)
         body = re.sub(
             r"(<body[^>]*>)", lambda match, page=page: match.group(1) + _navigation(pages, page), body, count=1
         )
-        body = body.replace("</body>", FOLD_SCRIPT + "</body>", 1).replace("</head>", PREVIEW_STYLE + "</head>", 1)
+        body = body.replace("</body>", FOLD_SCRIPT + PAGE_SCRIPT + "</body>", 1)
         body = without_unneeded_scripts(body, page)
         atomic_write_text(target, body)
         atomic_write_text(target.with_suffix(".ipynb"), nbformat.writes(result.notebook))

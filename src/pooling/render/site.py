@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pooling.chapter import ensure_plotly_asset
 from pooling.files import atomic_write_text
+from pooling.plotlyjs import install
 
 
-def pre_render() -> Path:
-    """Quarto's `pre-render` step: plotly.js into the project, where the site serves it from (not a CDN)."""
-    return ensure_plotly_asset()
+def pre_render() -> str:
+    """Quarto's `pre-render` step: plotly.js into the project, where the site serves it from (not a CDN); returns
+    the line that says which bundle it is."""
+    return install()[1]
 
 
 # Scripts that pages would fetch from third parties and that nothing in this book needs: nbconvert's MathJax (the
