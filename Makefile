@@ -34,15 +34,21 @@ site: $(VENV)/.installed
 		$(BIN)/python -m pooling.build preview --jobs 2; \
 	fi
 
-# The accessibility engine the browser tests run on every page (installed from npm into .axe/).
+# The accessibility engine the browser tests run on every page, and Bootstrap with the cosmo theme for the test page
+# of Quarto's own callout markup (installed from npm into .axe/; Quarto 1.10 ships Bootstrap 5.3).
 AXE_VERSION = 4.14.1
 AXE = .axe/node_modules/axe-core/axe.min.js
+BOOTSTRAP_VERSION = 5.3.8
+BOOTSTRAP_JS = .axe/node_modules/bootstrap/dist/js/bootstrap.bundle.min.js
+COSMO_CSS = .axe/node_modules/bootswatch/dist/cosmo/bootstrap.min.css
 
 browser:
 	@command -v chromium >/dev/null 2>&1 || { \
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; \
 		else echo "Install Chromium (Debian: apt-get install chromium chromium-driver) for the browser tests."; exit 1; fi; }
 	@[ -f $(AXE) ] || npm install --silent --no-audit --no-fund --prefix .axe axe-core@$(AXE_VERSION)
+	@[ -f $(BOOTSTRAP_JS) ] && [ -f $(COSMO_CSS) ] || npm install --silent --no-audit --no-fund --prefix .axe \
+		bootstrap@$(BOOTSTRAP_VERSION) bootswatch@$(BOOTSTRAP_VERSION)
 
 test: $(VENV)/.installed browser
 	$(BIN)/python -m pytest
