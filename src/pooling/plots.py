@@ -19,11 +19,12 @@ from pooling.plotlyjs import check_traces, loader_tag
 
 PALETTE = qualitative.Safe
 MARKER_SYMBOLS = ("circle", "diamond", "square", "triangle-up", "cross", "triangle-down", "star", "hexagon")
-# Zoom, pan, reset and download: the toolbar stands upright at the figure's right edge, clear of the title.
+# Zoom, pan, reset and download: the toolbar stands upright at the figure's right edge, clear of the title. Not
+# plotly.js 4's "Share chart", which uploads the figure to Plotly's cloud.
 FIGURE_CONFIG = {
     "responsive": True,
     "displaylogo": False,
-    "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d", "zoomIn2d", "zoomOut2d"],
+    "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d", "zoomIn2d", "zoomOut2d", "sendChartToCloud"],
 }
 # The page being written: its first figure loads plotly.js (`start_page`, called by `chapter.setup_chapter`).
 _PAGE = {"plotly": None, "loaded": False}
@@ -40,7 +41,7 @@ def start_page(plotly_source: str | None) -> None:
 # the figure grows taller, at most to 2.5 times its height, rather than squeezing the plot.
 FIT_SCRIPT = """
 (function (gd) {
-  var TARGET = 0.4, height = gd._fullLayout.height, full = gd._fullLayout;
+  var TARGET = 0.4, height = gd._fullLayout.height, full = gd._fullLayout, top = full.margin.t;
   function titleOf(key) { return ((gd.layout[key] || {}).title || {}).text || ""; }  // never plotly's placeholder
   var axes = Object.keys(full).filter(function (key) { return /^[xy]axis\\d*$/.test(key) && titleOf(key); });
   var original = {
@@ -79,14 +80,19 @@ FIT_SCRIPT = """
   }
   function fit() {
     var now = gd._fullLayout, layout = {height: height}, named = [], names = [];
-    if (original.title) { layout["title.text"] = wrapped(original.title, now.title.font, now.width - 60); }
+    if (original.title) {  // each line the title gains pushes the plot down rather than onto what is below it
+      layout["title.text"] = wrapped(original.title, now.title.font, now.width - 60);
+      layout["margin.t"] = top + (layout["title.text"].split("<br>").length - 1) * 1.3 * now.title.font.size;
+    }
     axes.forEach(function (key, index) {
       var axis = now[key], room = key[0] === "x" ? axis._length + 40 : axis._length;
       if (original.axes[index]) { layout[key + ".title.text"] = wrapped(original.axes[index], axis.title.font, room); }
     });
     original.notes.forEach(function (text, index) {
-      var font = (now.annotations[index] || now).font;
-      if (text) { layout["annotations[" + index + "].text"] = wrapped(text, font, now.width - 40); }
+      var note = now.annotations[index] || {font: now.font, xref: ""};  // a subplot title is centred on its x
+      var centre = note.xref === "paper" ? now._size.l + note.x * now._size.w : now.width / 2;
+      var room = 2 * Math.min(centre, now.width - centre) - 20;
+      if (text) { layout["annotations[" + index + "].text"] = wrapped(text, note.font, room); }
     });
     original.names.forEach(function (name, index) {
       if (name && now.showlegend) { named.push(index); names.push(wrapped(name, now.legend.font, now.width - 60)); }
@@ -747,7 +753,7 @@ def radon_by_floor(data: pd.DataFrame) -> go.Figure:
             marker={"size": 3, "color": color, "opacity": 0.7},
             hovertemplate=f"{label}<br>log radon %{{y:.2f}}<extra></extra>",
         )
-        ticks.append(f"{label} ({len(values)} homes)")
+        ticks.append(f"{label}<br>({len(values)} homes)")
     figure.update_layout(
         title="Radon by floor of measurement",
         yaxis_title="log(radon + 0.1), log pCi/L",
@@ -964,12 +970,7 @@ def elpd_comparison(comparison: pd.DataFrame, title: str) -> go.Figure:
     the one to read). Stacked rather than side by side, each panel keeps the figure's width on a phone."""
     from plotly.subplots import make_subplots
 
-    figure = make_subplots(
-        rows=2,
-        cols=1,
-        vertical_spacing=0.16,
-        subplot_titles=("elpd_loo +- SE", "elpd difference from the best +- SE of the difference"),
-    )
+    figure = make_subplots(rows=2, cols=1, vertical_spacing=0.2)  # room for the upper panel's axis title
     names = [wrapped_label(name) for name in comparison.index.astype(str)]
     for index, (label, value, error, symbol) in enumerate(
         (
@@ -992,8 +993,8 @@ def elpd_comparison(comparison: pd.DataFrame, title: str) -> go.Figure:
         )
     zero = {"dash": "dot", "color": "grey"}
     figure.add_scatter(x=[0, 0], y=[names[0], names[-1]], mode="lines", line=zero, hoverinfo="skip", row=2, col=1)
-    figure.update_xaxes(title_text="elpd_loo (higher is better)", row=1, col=1)
-    figure.update_xaxes(title_text="difference (0 for the best model)", row=2, col=1)
+    figure.update_xaxes(title_text="elpd_loo ± SE (higher is better)", row=1, col=1)
+    figure.update_xaxes(title_text="difference from the best model ± SE of the difference", row=2, col=1)
     figure.update_yaxes(autorange="reversed")
     figure.update_layout(title=title, showlegend=False, height=max(560, 2 * 40 * len(comparison) + 260))
     return figure
