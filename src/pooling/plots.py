@@ -401,20 +401,9 @@ def _explorer_frame(setting: dict) -> dict:
     pooled_mean, pooled_half = setting["pooled"]
     common, zero = setting["toward common slope"], setting["toward zero"]
     means = [setting["true"], unpooled_mean, np.full(count, pooled_mean), common.mean, zero.mean]
-    plus = [
-        np.zeros(count),
-        unpooled_half,
-        np.full(count, pooled_half),
-        common.high - common.mean,
-        zero.high - zero.mean,
-    ]
-    minus = [
-        np.zeros(count),
-        unpooled_half,
-        np.full(count, pooled_half),
-        common.mean - common.low,
-        zero.mean - zero.low,
-    ]
+    symmetric = [np.zeros(count), unpooled_half, np.full(count, pooled_half)]  # the truth, least squares
+    plus = symmetric + [posterior.high - posterior.mean for posterior in (common, zero)]
+    minus = symmetric + [posterior.mean - posterior.low for posterior in (common, zero)]
 
     def rounded(arrays, digits: int = 4) -> list:
         return [np.round(np.asarray(values, dtype=float), digits).tolist() for values in arrays]
