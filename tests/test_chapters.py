@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+
+import nbformat
 import pytest
 
 from pooling.data import PROJECT_ROOT
@@ -38,6 +41,52 @@ def test_chapter_conventions(source):
         if str(options.get("label", "")).startswith("fig-"):
             assert options.get("fig-cap"), f"{source.name}: figure {options['label']} has no caption"
             assert options.get("fig-alt"), f"{source.name}: figure {options['label']} has no fig-alt text"
+
+
+# Markdown lines that are not prose: headings, fences, display math, tables, HTML.
+NOT_PROSE = re.compile(r"^\s*(?:#|:::|\$\$|```|\||<|$)")
+
+
+def shown_before_prose(notebook) -> list[str]:
+    """The code a reader sees before the page's first paragraph of prose (after the hidden setup cell): the first
+    line of each code cell that shows its code unfolded. A hidden cell (`echo: false`, `include: false`) shows none,
+    one with `code-fold: true` only a "Show code" line, and a hidden cell that writes prose is prose."""
+    shown = []
+    for cell in notebook.cells:
+        if cell.cell_type == "markdown":
+            if any(not NOT_PROSE.match(line) for line in cell.source.splitlines()):
+                break
+            continue
+        options = cell_options(cell.source)
+        hidden = options.get("echo") is False or options.get("include") is False
+        if hidden and "prose(" in cell.source:
+            break
+        if not hidden and options.get("code-fold") is not True:
+            shown.append(next(line for line in cell.source.splitlines() if not line.startswith("#|")))
+    return shown
+
+
+@pytest.mark.parametrize("source", CHAPTERS, ids=[str(path.relative_to(PROJECT_ROOT)) for path in CHAPTERS])
+def test_chapter_opens_with_prose(source):
+    """Under the title a page shows prose first: no code cell shows its code, unfolded, before the first paragraph
+    (imports folded with `code-fold: true` or placed after the opening paragraph)."""
+    notebook, _ = read_chapter(source)
+    assert shown_before_prose(notebook) == [], f"{source.name} opens with code, not prose"
+
+
+def test_opening_rule_sees_imports_and_accepts_folded_or_later_ones():
+    cell, text = nbformat.v4.new_code_cell, nbformat.v4.new_markdown_cell
+    setup = cell('#| echo: false\nsetup_chapter("x")')
+    imports = "import numpy as np\nfrom pooling import plots"
+    assert shown_before_prose(nbformat.v4.new_notebook(cells=[setup, cell(imports), text("## A\n\nProse.")])) == [
+        "import numpy as np"
+    ]
+    folded = cell(f"#| code-fold: true\n{imports}")
+    assert shown_before_prose(nbformat.v4.new_notebook(cells=[setup, folded, text("## A\n\nProse.")])) == []
+    later = [setup, text("## A\n\n$$\nx\n$$"), text("Prose."), cell(imports)]
+    assert shown_before_prose(nbformat.v4.new_notebook(cells=later)) == []
+    computed = [setup, cell('#| echo: false\nprose(f"{1}")'), cell(imports)]
+    assert shown_before_prose(nbformat.v4.new_notebook(cells=computed)) == []
 
 
 def _tiny_chapter(path, front_matter=""):

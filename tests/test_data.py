@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import shutil
 
 import numpy as np
@@ -167,3 +168,96 @@ def test_bad_column_value_is_named(tmp_path, mirror):
     (tmp_path / "srrs2.dat").write_text(header + ",".join(bad))
     with pytest.raises(DataError, match=r"srrs2\.dat: column 'activity' has non-numeric value 'abc'"):
         data._numeric(data._read_table(tmp_path / "srrs2.dat", ["activity"]), "activity", "srrs2.dat")
+
+
+def _raw_records():
+    """srrs2.dat and cty.dat read with the csv module alone: an independent reading of the codes."""
+    paths = fetch_radon_files()
+    with open(paths["srrs2.dat"], newline="") as handle:
+        rows = [[field.strip() for field in row] for row in csv.reader(handle)]
+    header, records = rows[0], [dict(zip(rows[0], row, strict=True)) for row in rows[1:]]
+    assert header[:4] == ["idnum", "state", "state2", "stfips"]
+    with open(paths["cty.dat"], newline="") as handle:
+        counties = {
+            (row["st"].strip(), int(row["stfips"]) * 1000 + int(row["ctfips"])) for row in csv.DictReader(handle)
+        }
+    return records, counties
+
+
+def test_every_record_is_classified_from_its_codes():
+    """Each record's component (state survey or the Region 5 tribal-lands sample) and county code (a county of its
+    state in cty.dat, county unknown, or not a county), checked against the raw files read independently, and the
+    counts the data chapter states."""
+    records, counties = _raw_records()
+    expected = {}
+    for record in records:
+        tribal = record["state"] == "R5"
+        assert tribal or record["state"] == record["state2"]
+        fips = int(record["stfips"]) * 1000 + int(record["cntyfips"])
+        code = (
+            "county"
+            if (record["state2"], fips) in counties
+            else ("county unknown" if int(record["cntyfips"]) == 999 else "not a county")
+        )
+        expected[int(record["idnum"])] = ("tribal lands" if tribal else "state survey", record["state2"], code)
+        # the tribal-lands sample has its own design: no replicate or wave numbers
+        assert (record["rep"] == "." and record["wave"] == ".") == tribal
+    survey = data.radon_survey().set_index("idnum")
+    assert len(survey) == len(expected) == 12777
+    ours = dict(
+        zip(survey.index, survey[["component", "state", "county_code"]].itertuples(index=False, name=None), strict=True)
+    )
+    assert ours == expected
+    counts = survey.groupby(["component", "state", "county_code"]).size().to_dict()
+    assert counts == {
+        ("state survey", "AZ", "county"): 1507,
+        ("state survey", "IN", "county"): 1914,
+        ("state survey", "MA", "county"): 1659,
+        ("state survey", "MN", "county"): 919,
+        ("state survey", "MO", "county"): 1859,
+        ("state survey", "ND", "county"): 1596,
+        ("state survey", "PA", "county"): 2389,
+        ("tribal lands", "MI", "county"): 198,
+        ("tribal lands", "MI", "county unknown"): 6,
+        ("tribal lands", "MN", "county"): 263,
+        ("tribal lands", "MN", "county unknown"): 3,
+        ("tribal lands", "MN", "not a county"): 3,
+        ("tribal lands", "WI", "county"): 269,
+        ("tribal lands", "WI", "county unknown"): 192,
+    }
+    codes = survey[survey["county_code"] != "county"].groupby("fips").size().to_dict()
+    assert codes == {26999: 6, 27189: 3, 27999: 3, 55999: 192}
+    assert survey.loc[survey["component"] == "tribal lands", "county_name"].nunique() == 29  # reservations
+
+
+def test_state_survey_counties_per_state():
+    survey = data.radon_all_states()
+    assert len(survey) == 11843 and (survey["component"] == "state survey").all()
+    assert (survey["county_code"] == "county").all() and survey["reservation"].isna().all()
+    per_state = survey.groupby("state", observed=True)["fips"].nunique().to_dict()
+    assert per_state == {"AZ": 15, "IN": 91, "MA": 13, "MN": 85, "MO": 115, "ND": 53, "PA": 67}
+    assert survey["fips"].nunique() == survey["county"].nunique() == sum(per_state.values()) == 439
+    # with the tribal-lands sample: two more states, and four codes that are not counties
+    every_home = data.radon_all_states(tribal_lands=True)
+    assert len(every_home) == 12777 and every_home["fips"].nunique() == 472
+    assert sorted(every_home.loc[every_home["county_code"] != "county", "county"].unique()) == [
+        "MI:county unknown (FIPS 26999)",
+        "MN:county unknown (FIPS 27999)",
+        "MN:not a county (FIPS 27189)",
+        "WI:county unknown (FIPS 55999)",
+    ]
+    assert every_home.loc[every_home["component"] == "tribal lands", "reservation"].notna().all()
+
+
+def test_an_unknown_survey_code_is_named(tmp_path, mirror):
+    lines = (mirror / "srrs2.dat").read_text().splitlines(keepends=True)
+    fields = lines[1].split(",")
+    fields[1] = "XX"  # a survey that is neither the home's state nor the Region 5 sample
+    homes = data._read_table(_write(tmp_path / "srrs2.dat", lines[0] + ",".join(fields)), ["state", "state2"])
+    with pytest.raises(DataError, match=r"srrs2\.dat row 2: survey 'XX' is neither the home's state 'AZ'"):
+        data._components(homes)
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path

@@ -3,6 +3,7 @@ half-written. Chapters here are tiny `.qmd` files in tmp_path; no radon model is
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -558,3 +559,316 @@ def test_fit_names_each_bad_setting_before_sampling(arguments, error, message, c
 
     with pytest.raises(error, match=re.escape(message)):
         fitting.fit(TOY_MODELS["toy_pooled"], _sites(), **arguments)
+
+
+# ---------------------------------------------------------------- issue 24: every stage of the build, every folder
+
+SOLVED = '::: {.callout-tip collapse="true"}\n## Solution\n\n'
+
+
+def _callout_chapter(path: Path, closed: bool = True, ran: Path | None = None) -> Path:
+    """A chapter with two solutions, as the exercises are written; the first one's closing fence is optional."""
+    touch = f"import pathlib\npathlib.Path({str(ran)!r}).touch()\n" if ran else ""
+    path.write_text(
+        "---\ntitle: Fenced\n---\n\nProse.\n\n"
+        f"{SOLVED}```{{python}}\n{touch}print('first')\n```\n\n"
+        + (":::\n\n" if closed else "\n")
+        + f"{SOLVED}Second.\n\n:::\n"
+    )
+    return path
+
+
+def test_a_malformed_chapter_fails_before_it_runs_with_its_line_and_keeps_no_executed_notebook(tmp_path, cache, capsys):
+    """Issue 24: an unclosed `:::` printed `ok`, then FenceError without file or line crashed the build; the old
+    page stayed, and the executed notebook, already kept, made the next build crash again."""
+    out, ran = tmp_path / "out", tmp_path / "ran"
+    source = _callout_chapter(tmp_path / "01-fenced.qmd", ran=ran)
+    assert main(["preview", str(source), "--out-dir", str(out)]) == 0
+    assert "first" in (out / "01-fenced.html").read_text() and len(list((cache / "executed").iterdir())) == 1
+
+    _callout_chapter(source, closed=False, ran=ran)
+    execute_chapter(source, reuse_executed=True)  # what the old build kept for the malformed chapter
+    ran.unlink()
+    capsys.readouterr()
+    assert main(["preview", str(source), "--out-dir", str(out)]) == 1
+    captured = capsys.readouterr()
+    lines = source.read_text().splitlines()
+    first, second = [number for number, line in enumerate(lines, 1) if line.startswith("::: {.callout")]
+    assert captured.out.startswith("FAILED")
+    assert (
+        f"{source}:{second}: a callout inside the callout opened at line {first}, which the preview cannot fold: "
+        "if that one ends before, close it with a line of ':::'." in captured.err
+    )
+    assert "Preview incomplete: 1 chapter failed" in captured.err and "Traceback" not in captured.err
+    page = (out / "01-fenced.html").read_text()
+    assert 'data-build-failed="true"' in page and "first</pre>" not in page and f":{second}: a callout" in page
+    assert not ran.exists()  # checked before it ran: no kernel time spent on a page that cannot be made
+    assert not list((cache / "executed").iterdir())  # nothing kept: the next build checks it again
+    assert main(["preview", str(source), "--out-dir", str(out)]) == 1  # and fails the same way, not reused
+
+
+@pytest.mark.parametrize(
+    ("markdown", "line", "message"),
+    [
+        (":::\n", 5, "this ':::' closes a div that was never opened: remove it, or open the div it should close."),
+        ("::: {.callout-note}\nNever closed.\n", 5, "this div is never closed: add a line of ':::' where it ends."),
+        (
+            '```{python}\n#| label: fig-x\n#| fig-cap: "unclosed\n1\n```\n',
+            7,
+            "not valid YAML (found unexpected end of stream). Correct it there and run again.",
+        ),
+        ("Fine.\n\n::: {#refs}\n:::\n\n```{python}\n::: not a fence in code\n```\n", None, None),
+    ],
+)
+def test_the_markup_check_names_the_line(tmp_path, markdown, line, message):
+    from pooling.build import check_markup
+    from pooling.render.execute import SourceError
+
+    source = tmp_path / "01-markup.qmd"
+    source.write_text(f"---\ntitle: Markup\n---\n\n{markdown}")
+    if message is None:
+        check_markup(source)
+        return
+    with pytest.raises(SourceError) as raised:
+        check_markup(source)
+    assert str(raised.value).startswith(f"{source}:{line}") and str(raised.value).endswith(message)
+
+
+def test_a_chapter_whose_page_cannot_be_made_fails_alone_with_an_error_page(tmp_path, cache, capsys):
+    """Whatever the page stage raises fails that chapter, not the build: the others' pages are written."""
+    out = tmp_path / "out"
+    widget = chapter(tmp_path / "01-widget.qmd", "print('embed-amd.js')")  # a Jupyter widget's script, which the
+    good = chapter(tmp_path / "02-good.qmd", "print('fine')")  # preview refuses (it would need require.js)
+    (out / "01-widget.html").parent.mkdir(parents=True)
+    (out / "01-widget.html").write_text("the old page")
+    assert main(["preview", str(widget), str(good), "--out-dir", str(out)]) == 1
+    captured = capsys.readouterr()
+    assert [line.split()[0] for line in captured.out.splitlines()] == ["ok", "ok", "FAILED"]  # ran, then its page
+    assert f"{widget}: its page could not be made (ValueError: 01-widget.html has Jupyter widgets" in captured.err
+    assert "Preview incomplete: 1 chapter failed" in captured.err and "Traceback" not in captured.err
+    assert 'data-build-failed="true"' in (out / "01-widget.html").read_text()
+    assert "fine" in (out / "02-good.html").read_text()
+    assert [path.name.split("-")[1] for path in (cache / "executed").iterdir()] == ["good"]
+
+
+def test_a_failed_chapter_s_old_page_is_removed_when_its_error_page_cannot_be_written(tmp_path, cache, monkeypatch):
+    out = tmp_path / "out"
+    failed = execute_chapter(chapter(tmp_path / "01-tiny.qmd", "1 / 0"))
+    out.mkdir()
+    (out / "01-tiny.html").write_text("the old page, looking good")
+    (out / "01-tiny.ipynb").write_text("{}")
+    monkeypatch.setattr(Path, "write_text", _full_disk)
+    with pytest.raises(WriteError, match="the disk is full"):
+        write_preview([failed], out)
+    monkeypatch.undo()
+    assert not (out / "01-tiny.html").exists() and not (out / "01-tiny.ipynb").exists()
+
+
+def _refusing_the_lock(code: int, monkeypatch) -> None:
+    """Opening the preview folder's lock fails as on a full disk or a read-only folder."""
+    import builtins
+
+    original_open = builtins.open
+
+    def fake_open(file, mode="r", *args, **kwargs):
+        if str(file).endswith(".build.lock"):
+            raise OSError(code, os.strerror(code), str(file))
+        return original_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        (errno.ENOSPC, "the disk is full. Free some space and run again."),
+        (errno.EROFS, "the folder is read-only. Make it writable, or build elsewhere with --out-dir."),
+    ],
+)
+def test_a_full_or_read_only_preview_folder_is_one_line(tmp_path, cache, monkeypatch, capsys, code, message):
+    """Issue 24: `OSError: [Errno 28]` from build_lock, `[Errno 30]` on `.build.lock`, each as a raw traceback."""
+    tiny = chapter(tmp_path / "01-tiny.qmd", "1")
+    _refusing_the_lock(code, monkeypatch)
+    assert main(["preview", str(tiny), "--out-dir", str(tmp_path / "out")]) == 1
+    captured = capsys.readouterr()
+    assert captured.err == f"Cannot build the preview in {tmp_path / 'out'}: {message}\n" and captured.out == ""
+
+
+@pytest.mark.parametrize("fault", ["full", "read-only"])
+def test_a_real_full_or_read_only_preview_folder_is_one_line(tmp_path, cache, fault):
+    """The same on real file systems: a full 64 kB tmpfs, a read-only one (mounting needs root)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    options = "size=64k" if fault == "full" else "ro,size=64k"
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(out)]).returncode:
+        pytest.skip("mounting a tmpfs needs root")
+    try:
+        if fault == "full":
+            with contextlib.suppress(OSError), open(out / "filler", "wb") as filler:
+                filler.write(b"\0" * 2**20)
+        command = [sys.executable, "-m", "pooling.build", "preview", str(chapter(tmp_path / "01-tiny.qmd", "1"))]
+        done = subprocess.run([*command, "--out-dir", str(out)], capture_output=True, text=True, env=os.environ)
+    finally:
+        subprocess.run(["umount", str(out)], check=True)
+    assert done.returncode == 1 and done.stdout == ""
+    reason = "the disk is full" if fault == "full" else "the folder is read-only"
+    assert done.stderr.startswith(f"Cannot build the preview in {out}: {reason}") and done.stderr.count("\n") == 1
+
+
+def test_a_malformed_quarto_yml_names_its_line_and_column_in_every_step(tmp_path):
+    """Issue 24: an 18-frame traceback ending in a YAML error that did not name the file. Run in a copy of the
+    project (the package and its `_quarto.yml`, one line broken), as a reader's clone would be."""
+    import shutil
+
+    shutil.copytree(SRC / "pooling", tmp_path / "src" / "pooling", ignore=shutil.ignore_patterns("__pycache__"))
+    lines = (SRC.parent / "_quarto.yml").read_text().splitlines()
+    broken = next(number for number, line in enumerate(lines) if line.startswith("  output-dir:"))
+    lines[broken] = "  output-dir: _site: here"  # a second colon on one line
+    (tmp_path / "_quarto.yml").write_text("\n".join(lines) + "\n")
+    script = (
+        "import sys\nfrom pooling.build import main\n"
+        "for command in ('preview', 'asset', 'post-render'):\n    print(command, main([command]), file=sys.stderr)\n"
+    )
+    environment = {key: value for key, value in os.environ.items() if key != "POOLING_DEBUG"}
+    environment["PYTHONPATH"] = str(tmp_path / "src")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=environment)
+    assert "Traceback" not in done.stderr, done.stderr
+    column = lines[broken].index(": here") + 1
+    problem = f"_quarto.yml:{broken + 1}:{column}: not valid YAML (mapping values are not allowed here)."
+    assert done.stderr.splitlines() == [
+        f"{problem} Correct it there and run again.",
+        "preview 1",
+        f"asset: {problem} Correct it there and run again.",
+        "asset 1",
+        f"post-render: {problem} Correct it there and run again.",
+        "post-render 1",
+    ]
+    debug = subprocess.run(
+        [sys.executable, "-m", "pooling.build", "preview", "--debug"], capture_output=True, text=True, env=environment
+    )
+    assert debug.returncode == 1 and "Traceback" in debug.stderr and debug.stderr.rstrip().endswith("run again.")
+
+
+def test_the_navigation_lists_every_page_of_the_sidebar_when_one_chapter_is_built(tmp_path, cache):
+    """Issue 24: building one chapter rewrote its navigation with the pages of that build alone (14 links, then 1)."""
+    from pooling.render.execute import chapter_sources, front_matter
+
+    tiny = chapter(tmp_path / "01-tiny.qmd", "1", title="Tiny")
+    (result,) = build_preview([tiny, tiny], out_dir=tmp_path / "out")  # named twice, run once
+    nav = re.search(r'<nav class="book-navigation".*?</nav>', (tmp_path / "out" / "01-tiny.html").read_text())
+    links = re.findall(r'<a href="([^"]*)"[^>]*>([^<]*)</a>', nav.group(0))
+    sidebar = chapter_sources()
+    expected = [(str(page.relative_to(SRC.parent).with_suffix(".html")), page) for page in sidebar]
+    assert links[: len(sidebar)] == [(href, front_matter(page)["title"]) for href, page in expected]
+    assert links[len(sidebar) :] == [("01-tiny.html", "Tiny")]  # its notebook is under "Other Formats"
+
+
+def _fit_in_cache(cache_folder: Path, name: str, key: str) -> Path:
+    """A cache entry as `fit` writes it: the draws with the key inside, and the sidecar."""
+    idata = _toy_idata(key)
+    cache_folder.mkdir(parents=True, exist_ok=True)
+    idata.to_netcdf(cache_folder / f"{name}-{key[:16]}.nc")
+    (cache_folder / f"{name}-{key[:16]}.json").write_text(json.dumps({"key": key, "fit_seconds": 1.0}))
+    return cache_folder / f"{name}-{key[:16]}.nc"
+
+
+def test_a_reused_page_whose_fit_is_gone_from_the_cache_says_so(tmp_path, cache, capsys):
+    """Issue 24: while pages were reused, a corrupt or missing fit was not reported at all (exit 0)."""
+    key = "0123456789abcdef" * 4
+    entry = _fit_in_cache(cache / "fits", "m", key)
+    record = (
+        "from pooling.fitting import _update_ledger\n"
+        f"_update_ledger(lambda ledger: ledger.update({{'01-fits/m/{key[:16]}': {{'chapter': '01-fits'}}}}))"
+    )
+    source = chapter(tmp_path / "01-fits.qmd", record)
+    arguments = ["preview", str(source), "--out-dir", str(tmp_path / "out")]
+    assert main(arguments) == 0 and main(arguments) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[2].startswith("reused") and "not in the cache" not in out
+    for damage, state in [
+        (lambda: entry.write_bytes(entry.read_bytes()[:500]), "unreadable"),
+        (entry.unlink, "missing"),
+    ]:
+        damage()
+        assert main(arguments) == 0
+        reused, notice = capsys.readouterr().out.splitlines()[:2]
+        assert reused.startswith("reused") and notice == (
+            f"       {source} was reused, but 1 of the fits it was made with are not in the cache {cache / 'fits'}: "
+            f"m-{key[:16]}.nc ({state}). Its next run fits them again."
+        )
+
+
+def test_a_reused_page_with_a_corrupt_or_missing_survey_file_says_so(tmp_path, cache, monkeypatch, capsys):
+    """Issue 24: the same for the survey files: reused pages do not read them, so the build said nothing."""
+    from pooling import build
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "srrs2.dat").write_text("not the survey")
+    monkeypatch.setattr(build, "RAW_DIR", raw)
+    source = chapter(tmp_path / "01-tiny.qmd", "1")
+    arguments = ["preview", str(source), "--out-dir", str(tmp_path / "out")]
+    assert main(arguments) == 0
+    assert "Notice" not in capsys.readouterr().out  # the chapter ran: a chapter that reads them fetches them
+    assert main(arguments) == 0
+    assert capsys.readouterr().out.splitlines()[1] == (
+        f"Notice: in {raw}, srrs2.dat is corrupt and cty.dat is missing: the pages reused here were made before; "
+        "the next chapter that reads the survey fetches a verified copy (`python -m pooling.data` does it now)."
+    )
+
+
+def test_a_chapter_with_malformed_front_matter_fails_with_its_line(tmp_path, cache, capsys):
+    source = tmp_path / "01-front.qmd"
+    source.write_text("---\ntitle: Front\nabstract: [unclosed\n---\n\n```{python}\n1\n```\n")
+    assert main(["preview", str(source), "--out-dir", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert f"{source}:4:1: not valid YAML" in err and "Traceback" not in err
+    assert 'data-build-failed="true"' in (tmp_path / "out" / "01-front.html").read_text()
+
+
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [
+        (
+            RuntimeError("a bug in the build"),
+            "The build stopped: RuntimeError: a bug in the build\n"
+            "Run again with --debug (or POOLING_DEBUG=1) to see where.\n",
+        ),
+        (
+            OSError(errno.ENOSPC, "No space left on device", "/tmp/pooling-kernel"),
+            "The build stopped: /tmp/pooling-kernel: No space left on device. Free some space and run again.\n",
+        ),
+    ],
+)
+def test_an_unexpected_failure_is_a_message_unless_debugging(tmp_path, cache, monkeypatch, capsys, error, message):
+    from pooling import build
+
+    def broken(source, reuse_executed):
+        raise error
+
+    monkeypatch.setattr(build, "execute_chapter", broken)
+    monkeypatch.delenv("POOLING_DEBUG", raising=False)
+    arguments = ["preview", str(chapter(tmp_path / "01-tiny.qmd", "1")), "--out-dir", str(tmp_path / "out")]
+    assert main(arguments) == 1
+    assert capsys.readouterr().err == message
+    with pytest.raises(type(error)):
+        main([*arguments, "--debug"])
+    monkeypatch.setenv("POOLING_DEBUG", "1")
+    with pytest.raises(type(error)):
+        main(arguments)
+
+
+def test_post_render_without_a_site_or_with_a_read_only_one_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("QUARTO_PROJECT_OUTPUT_DIR", str(tmp_path / "_site"))
+    assert main(["post-render"]) == 1
+    assert (
+        capsys.readouterr().err
+        == f"post-render: there is no rendered site in {tmp_path / '_site'}: run `quarto render` first.\n"
+    )
+    (tmp_path / "_site").mkdir()
+    (tmp_path / "_site" / "index.html").write_text('<script src="https://cdn.example/require.min.js"></script>')
+    monkeypatch.setattr(files.tempfile, "mkstemp", lambda **kwargs: _raise(errno.EROFS, "Read-only file system"))
+    assert main(["post-render"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"post-render: could not write {tmp_path / '_site' / 'index.html'}: Read-only file system")
+    assert err.count("\n") == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pooling.chapter import number
 from pooling.data import simulate_sites
 from pooling.fitting import DiagnosticsError, LedgerError, cache_key, fit, fit_ledger, forget_chapter
 from pooling.models import TOY_MODELS, ModelSpec
@@ -155,5 +156,33 @@ def test_a_downloaded_posterior_loads_with_its_fits_means(sites, private_cache, 
     path.unlink()
     unpublished = fitting.diagnostics_table([result], publish=False)  # an exercise's fit: readers make their own
     assert fitting.DOWNLOAD_COLUMN not in unpublished and "download" not in unpublished._repr_html_()
-    assert unpublished.loc[POOLED.name].to_dict() == {k: v for k, v in result.report().items() if k != "model"}
+    assert tuple(result.report()) == fitting.REPORT_COLUMNS  # the appendix orders its columns by it
+    expected = {k: v for k, v in fitting.formatted_report(result.report()).items() if k != "model"}
+    assert unpublished.loc[POOLED.name].to_dict() == expected
+    assert expected["bulk ESS min"] == number(result.diagnostics.ess_bulk_min, 0)  # as the prose rounds it
     assert not list((tmp_path / "posteriors").glob("*.nc"))
+
+
+def test_e_bfmi_is_the_energy_formula_and_flags_a_sticky_chain():
+    """E-BFMI per chain, sum of squared energy changes over the sum of squared deviations from the mean, computed
+    here from the energy; a chain whose energy moves as a slow random walk has a low one."""
+    import arviz as az
+
+    from pooling.fitting import BFMI_LOW, diagnose
+
+    rng = np.random.default_rng(2)
+    independent = rng.normal(size=2000)
+    sticky = np.cumsum(rng.normal(scale=0.1, size=2000))
+    energy = np.stack([independent, sticky])
+    idata = az.from_dict(
+        posterior={"x": rng.normal(size=(2, 2000))},
+        sample_stats={"energy": energy, "diverging": np.zeros((2, 2000), dtype=bool)},
+    )
+    by_hand = [np.sum(np.diff(chain) ** 2) / np.sum((chain - chain.mean()) ** 2) for chain in energy]
+    diagnostics = diagnose(idata)
+    assert diagnostics.bfmi_min == pytest.approx(min(by_hand))
+    assert by_hand[0] > 1 > BFMI_LOW > by_hand[1]
+    without_energy = az.from_dict(
+        posterior={"x": rng.normal(size=(2, 2000))}, sample_stats={"diverging": np.zeros((2, 2000), dtype=bool)}
+    )
+    assert np.isnan(diagnose(without_energy).bfmi_min)

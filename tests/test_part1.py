@@ -143,3 +143,42 @@ def test_funnel_marks_every_divergent_draw_and_thins_the_rest():
     assert len(divergent.x) == 7 and np.allclose(divergent.y, np.log(tau[0, :7]))
     assert np.allclose(divergent.x, effect[0, :7, 1])
     assert len(kept.x) == plots.FUNNEL_POINTS and figure.layout.yaxis.title.text == "log τ"
+
+
+def test_noise_per_site_fits_match_the_exact_per_site_engine(sites, baseline):
+    """Both fits with a noise sd per site (Bambi's `sigma ~ 0 + site`, from the cache) against the exact per-site
+    engine with the same priors, read from the models: no pooling is the engine with mu fixed at 0 and tau fixed at
+    the slopes' prior sd 20; the first prior set is the engine with its own priors. Means within 4 MCSEs, sds within
+    5%; and no pooling's slopes are the least-squares slopes."""
+    from pooling.shrinkage import (
+        ScalePrior,
+        exact_against_mcmc,
+        exact_priors,
+        has_noise_per_site,
+        partial_pooling_posterior,
+        slope_model_draws,
+    )
+
+    unpooled = fit(TOY_MODELS["toy_unpooled_site_sigma"], sites)
+    slope_prior = unpooled.model.components["mu"].terms["x:site"].prior
+    noise_prior = exact_priors(fit(TOY_MODELS["toy_hierarchical_fixed_sd_site_sigma"], sites).model)[1]
+    assert has_noise_per_site(unpooled.model) and noise_prior == ScalePrior("lognormal", 1.0, log_sd=1.0)
+    exact_unpooled = partial_pooling_posterior(
+        sites, ScalePrior("fixed", float(slope_prior.args["sigma"])), noise_prior, None, noise_per_site=True
+    )
+    posterior = unpooled.idata.posterior
+    draws = {site: posterior["x:site"].sel({"x:site_dim": site}).to_numpy() for site in ("site 1", "site 2")}
+    log_sigma = posterior["sigma_site"]
+    draws |= {f"sigma[{site}]": np.exp(log_sigma.sel(sigma_site_dim=site).to_numpy()) for site in ("site 1", "site 2")}
+    hierarchical = fit(TOY_MODELS["toy_hierarchical_fixed_sd_site_sigma"], sites)
+    exact_hierarchical = partial_pooling_posterior(sites, *exact_priors(hierarchical.model), noise_per_site=True)
+    for exact, mcmc in (
+        (exact_unpooled, draws),
+        (exact_hierarchical, slope_model_draws(hierarchical, "site_slope")),
+    ):
+        comparison = exact_against_mcmc(exact.posterior.summary(), mcmc)
+        assert (comparison["z_mean"].abs() < 4).all(), comparison
+        np.testing.assert_allclose(comparison["MCMC sd"], comparison["exact sd"], rtol=0.05)
+    # With a Normal(0, 20) prior the slopes are the least-squares slopes, less a prior weight under a thousandth.
+    np.testing.assert_allclose(exact_unpooled.mean, baseline.loc[["site 1", "site 2"], "slope"], rtol=1e-3)
+    assert (np.abs(exact_unpooled.mean) < np.abs(baseline.loc[["site 1", "site 2"], "slope"])).all()

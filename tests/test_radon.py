@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import arviz as az
 import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.formula.api as smf
+from pytensor.graph.traversal import ancestors
+from scipy import stats
 
 from pooling.data import radon_all_states, radon_minnesota
 from pooling.fitting import fit
 from pooling.models import RADON_MODELS
-from pooling.predictions import elpd_difference, new_group_predictions
+from pooling.predictions import elpd_difference, group_log_likelihood, new_group_predictions
 
 
 @pytest.fixture(scope="module")
@@ -24,13 +27,14 @@ def survey():
 
 
 def test_all_states_table_has_the_documented_counts(survey):
-    assert len(survey) == 12777
+    assert len(survey) == 11843
     assert survey["idnum"].is_unique
-    assert sorted(survey["state"].unique()) == ["AZ", "IN", "MA", "MI", "MN", "MO", "ND", "PA", "WI"]
-    assert survey["county"].nunique() == survey["fips"].nunique() == 472
-    # Region 5 homes carry their real state; Minnesota's own survey is the 919-home table.
-    assert (survey["state"] == "MN").sum() == 1188
-    assert (survey["survey"] == "MN").sum() == 919
+    assert sorted(survey["state"].unique()) == ["AZ", "IN", "MA", "MN", "MO", "ND", "PA"]
+    assert survey["county"].nunique() == survey["fips"].nunique() == 439
+    # Minnesota's own survey is the 919-home table; the tribal-lands sample adds 269 Minnesota homes.
+    assert (survey["state"] == "MN").sum() == 919
+    every_home = radon_all_states(tribal_lands=True)
+    assert (every_home["state"] == "MN").sum() == 1188
     assert not survey["county"].str.contains("nan").any()
 
 
@@ -58,19 +62,21 @@ def test_states_that_are_not_in_the_survey_are_named(states, error, message):
 
 
 def test_floor_codes_are_recoded_above_the_basement(survey, minnesota):
-    assert survey["floor_code"].value_counts().to_dict() == {0: 8465, 1: 3983, 9: 287, 2: 23, 3: 19}
-    assert survey["floor"].isna().sum() == 287
+    assert survey["floor_code"].value_counts().to_dict() == {0: 7875, 1: 3648, 9: 280, 2: 21, 3: 19}
+    assert survey["floor"].isna().sum() == 280
     assert (survey.loc[survey["floor_code"].between(1, 3), "floor"] == 1).all()
     assert set(minnesota["floor"]) == {0, 1}
 
 
 def test_every_county_has_uranium_or_the_gap_is_named(survey):
-    no_uranium = survey.loc[survey["uranium"].isna(), "county"].unique()
+    assert survey["uranium"].notna().all()  # every state-survey code is a county of cty.dat
+    every_home = radon_all_states(tribal_lands=True)
+    no_uranium = every_home.loc[every_home["uranium"].isna(), "county"].unique()
     assert sorted(map(str, no_uranium)) == [
-        "MI:not in cty.dat (FIPS 26999)",
-        "MN:not in cty.dat (FIPS 27189)",
-        "MN:not in cty.dat (FIPS 27999)",
-        "WI:not in cty.dat (FIPS 55999)",
+        "MI:county unknown (FIPS 26999)",
+        "MN:county unknown (FIPS 27999)",
+        "MN:not a county (FIPS 27189)",
+        "WI:county unknown (FIPS 55999)",
     ]
     zero_uranium = sorted(survey.loc[survey["uranium"] == 0, "county"].unique())
     assert zero_uranium == ["AZ:LAPAZ", "MA:BARNSTABLE", "MA:DUKES", "MA:SUFFOLK"]
@@ -79,7 +85,7 @@ def test_every_county_has_uranium_or_the_gap_is_named(survey):
 
 
 def test_minnesota_is_a_subset_of_the_survey(minnesota, survey):
-    ours = survey[survey["survey"] == "MN"].set_index("idnum")
+    ours = survey[survey["state"] == "MN"].set_index("idnum")
     np.testing.assert_allclose(ours.loc[minnesota["idnum"], "log_radon"], minnesota["log_radon"])
 
 
@@ -120,28 +126,133 @@ def test_every_county_is_one_fips_code(survey):
     """The county count the book states: a county is a FIPS code, and each county label has exactly one."""
     assert survey.groupby("county", observed=True)["fips"].nunique().eq(1).all()
     assert survey.groupby("fips")["county"].nunique().eq(1).all()
-    assert survey["fips"].nunique() == 472
+    assert survey["fips"].nunique() == 439
     measured = survey.dropna(subset=["floor"])
     assert measured["fips"].nunique() == measured["county"].nunique()
 
 
-def test_three_level_model_structure(survey):
-    """States, counties (by FIPS, each inside one state) and a residual sd per state, built without sampling."""
+# Which terms vary by what in chapter 9's models: each free variable's dimension (None: one value for all states).
+FIXED_STATES = {"state_level": "state", "floor": None, "county_sd": None, "sigma": None}
+SIGMA_PER_STATE = FIXED_STATES | {"sigma": "state"}
+POOLED_STATES = SIGMA_PER_STATE | {"mu": None, "state_sd": None}
+FLOOR_PER_STATE = {term: dim for term, dim in POOLED_STATES.items() if term != "floor"} | {
+    "floor_mean": None,
+    "floor_sd": None,
+    "floor_standard": "state",
+}
+THREE_LEVEL_TERMS = {
+    "radon_all_states": FIXED_STATES,
+    "radon_fixed_states": SIGMA_PER_STATE,
+    "radon_three_levels": POOLED_STATES,
+    "radon_three_levels_floor": FLOOR_PER_STATE,
+    "radon_three_levels_county_sd": FLOOR_PER_STATE | {"county_sd": "state"},
+}
+
+
+@pytest.mark.parametrize("name", THREE_LEVEL_TERMS)
+def test_three_level_models_vary_each_term_by_what_they_say(survey, name):
+    """Chapter 9's chain of models, built without sampling: states, counties (by FIPS, each inside one state), and
+    which terms are one per state; each model differs from the one before it in one term."""
     measured = survey.dropna(subset=["floor"])
-    model = RADON_MODELS["radon_three_levels"].build(measured).backend_model
+    model = RADON_MODELS[name].build(measured).backend_model
     assert model.coords["state"] == tuple(sorted(measured["state"].astype(str).unique()))
-    assert len(model.coords["county"]) == measured["fips"].nunique()
-    free = {variable.name: variable for variable in model.free_RVs}
-    assert set(free) == {"mu", "state_sd", "state_level", "county_sd", "county_standard", "floor", "sigma"}
-    start = model.initial_point()
-    shapes = {name: start[model.rvs_to_values[variable].name].shape for name, variable in free.items()}
-    assert shapes["state_level"] == shapes["sigma"] == (9,)
-    assert shapes["county_standard"] == (measured["fips"].nunique(),)
-    # Every county sits in one state, so "county within state" is a partition of the homes.
+    assert len(model.coords["county"]) == measured["fips"].nunique() == 439
+    dims = {variable.name: (model.named_vars_to_dims.get(variable.name) or (None,))[0] for variable in model.free_RVs}
+    assert dims == THREE_LEVEL_TERMS[name] | {"county_standard": "county"}
+    derived = {variable.name: model.named_vars_to_dims[variable.name][0] for variable in model.deterministics}
+    assert derived == {"county_effect": "county"} | ({"floor": "state"} if "floor_mean" in dims else {})
+    # pooled state levels are drawn around mu with sd state_sd; fixed ones have their own prior
+    parents = {node.name for node in ancestors([model["state_level"]]) if node.name in model.named_vars}
+    assert ({"mu", "state_sd"} <= parents) == ("mu" in dims)
     assert measured.groupby("county", observed=True)["state"].nunique().eq(1).all()
-    noncentred = RADON_MODELS["radon_three_levels_noncentred_states"].build(measured).backend_model
-    assert "state_standard" in {variable.name for variable in noncentred.free_RVs}
-    assert "state_level" in {variable.name for variable in noncentred.deterministics}
+
+
+def test_each_model_of_the_chain_changes_one_term():
+    names = list(THREE_LEVEL_TERMS)
+    for before, after in zip(names, names[1:], strict=False):
+        old, new = THREE_LEVEL_TERMS[before], THREE_LEVEL_TERMS[after]
+        changed = {term for term in old.keys() | new.keys() if old.get(term, "absent") != new.get(term, "absent")}
+        # one change: a term gains a dimension, or a term is drawn from a population (its mean and sd appear)
+        assert changed in (
+            {"sigma"},
+            {"mu", "state_sd"},
+            {"floor", "floor_mean", "floor_sd", "floor_standard"},
+            {"county_sd"},
+        ), (before, after, changed)
+
+
+@pytest.fixture(scope="module")
+def two_states():
+    """Two small states' homes, for checks against brute force."""
+    return radon_all_states(states=["AZ", "MA"]).dropna(subset=["floor"])
+
+
+def _random_point(model, seed):
+    rng = np.random.default_rng(seed)
+    return {name: value + rng.normal(0, 0.3, np.shape(value)) for name, value in model.initial_point().items()}
+
+
+def _natural(model, point):
+    """The model's free variables on their own scale at an unconstrained point, and its deterministics."""
+    names = [variable.name for variable in model.free_RVs + model.deterministics]
+    outputs = model.replace_rvs_by_values([model[name] for name in names])
+    values = model.compile_fn(outputs, inputs=model.value_vars, on_unused_input="ignore")(point)
+    return dict(zip(names, values, strict=True))
+
+
+def _per_state(values, states, name):
+    value = np.asarray(values[name])
+    return dict(zip(states, value, strict=True)) if value.ndim else dict.fromkeys(states, float(value))
+
+
+def _brute_force(data, values, states):
+    """Each county's log-likelihood with its effect integrated out, from the homes themselves: a multivariate
+    normal with covariance sigma^2 I + county_sd^2 11'; and each county effect's conditional mean and sd."""
+    level, floor, tau, sigma = (
+        _per_state(values, states, name) for name in ("state_level", "floor", "county_sd", "sigma")
+    )
+    likelihood, conditional = {}, {}
+    for county, homes in data.groupby("county", observed=True):
+        state = str(homes["state"].iloc[0])
+        y = homes["log_radon"].to_numpy()
+        mean = level[state] + floor[state] * homes["floor"].to_numpy()
+        covariance = sigma[state] ** 2 * np.eye(len(y)) + tau[state] ** 2
+        likelihood[str(county)] = stats.multivariate_normal.logpdf(y, mean, covariance)
+        precision = 1 / tau[state] ** 2 + len(y) / sigma[state] ** 2
+        conditional[str(county)] = ((y - mean).sum() / sigma[state] ** 2 / precision, precision**-0.5)
+    return pd.Series(likelihood), conditional
+
+
+@pytest.mark.parametrize("name", ["radon_fixed_states", "radon_three_levels_county_sd"])
+def test_integrated_county_effects_give_the_homes_likelihood(two_states, name):
+    """The model samples the county statistics with each county effect integrated out: between two parameter
+    points, each county's log-likelihood (as LOO by county sums it) and the model's log density change exactly as
+    the homes' multivariate normal likelihood does; and each county effect is drawn from its exact conditional."""
+    built = RADON_MODELS[name].build(two_states)
+    model = built.backend_model
+    states = list(model.coords["state"])
+    points = [_random_point(model, seed) for seed in (1, 2)]
+    values = [_natural(model, point) for point in points]
+    brute = [_brute_force(two_states, value, states) for value in values]
+    idata = az.from_dict(
+        posterior={name: np.asarray(value)[None, None] for name, value in values[0].items()}
+        | {
+            variable.name: np.stack([np.asarray(value[variable.name]) for value in values])[None]
+            for variable in model.free_RVs
+        }
+    )
+    idata.posterior = idata.posterior.isel(draw=slice(0, 2))
+    per_county = group_log_likelihood(model, idata)
+    change = (per_county.isel(chain=0, draw=1) - per_county.isel(chain=0, draw=0)).to_series()
+    np.testing.assert_allclose(change[brute[0][0].index], brute[1][0] - brute[0][0], rtol=0, atol=1e-8)
+    log_likelihood = model.compile_fn(model.observedlogp, inputs=model.value_vars, on_unused_input="ignore")
+    model_change = log_likelihood(points[1]) - log_likelihood(points[0])
+    assert model_change == pytest.approx(brute[1][0].sum() - brute[0][0].sum(), abs=1e-7)
+    # county_effect = conditional mean + conditional sd * county_standard
+    effects = pd.Series(values[0]["county_effect"], index=model.coords["county"])
+    standard = pd.Series(values[0]["county_standard"], index=model.coords["county"])
+    for county, (mean, sd) in brute[0][1].items():
+        assert effects[county] == pytest.approx(mean + sd * standard[county], abs=1e-9)
 
 
 def test_uncorrelated_slopes_differ_from_correlated_only_in_the_correlation(minnesota):
@@ -223,3 +334,73 @@ def test_county_panel_menu_updates_every_panel():
         assert [annotation["text"] for annotation in layout["annotations"]] == [f"{c} (3 homes)" for c in chosen]
     # the last entry's first panel shows county C2's homes
     assert menu.buttons[1].args[0]["text"][0] == "C2: a home"
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Predictive-check statistics, the within/between split of the floor slope, and elpd differences
+
+
+def test_check_statistics_match_a_direct_computation_on_known_data_sets():
+    """Two hand-made data sets of five homes in two counties, each statistic computed here by hand."""
+    from pooling.predictions import ACTION_LEVEL, LOG_RADON_FLOOR, check_statistics
+
+    county = np.array(["a", "a", "b", "b", "b"])
+    above = np.log(ACTION_LEVEL + 0.1) + 0.01
+    data_sets = np.array(
+        [
+            [LOG_RADON_FLOOR, 0.0, above, above, 1.0],  # one home at the floor, two above the action level
+            [-3.0, LOG_RADON_FLOOR, 0.5, 0.5, 0.5],  # one home below the floor, one at it, none above
+        ]
+    )
+    statistics = check_statistics(data_sets, county)
+    np.testing.assert_allclose(statistics["share above 4 pCi/L"], [2 / 5, 0.0])
+    np.testing.assert_allclose(statistics["lowest log radon"], [LOG_RADON_FLOOR, -3.0])
+    np.testing.assert_array_equal(statistics["homes at or below the floor"], [1, 2])
+    means = [[np.mean(row[:2]), np.mean(row[2:])] for row in data_sets]
+    np.testing.assert_allclose(statistics["sd of county means"], [np.std(pair, ddof=1) for pair in means])
+    with pytest.raises(ValueError, match="county names"):
+        check_statistics(data_sets, county[:4])
+
+
+def test_county_mean_intervals_match_a_direct_computation():
+    from pooling.predictions import county_mean_intervals
+
+    rng = np.random.default_rng(5)
+    county = np.array(["x"] * 3 + ["y"] * 2)
+    replicated = rng.normal(size=(400, 5))
+    observed = np.array([0.0, 0.1, -0.1, 3.0, 3.0])  # county y far outside its replicates
+    table = county_mean_intervals(replicated, observed, county)
+    x_means = replicated[:, :3].mean(1)
+    assert table.loc["x", "low"] == pytest.approx(np.quantile(x_means, 0.03))
+    assert table.loc["x", "high"] == pytest.approx(np.quantile(x_means, 0.97))
+    assert table.loc["y", "observed"] == 3.0 and list(table["homes"]) == [3, 2]
+    assert list(table["outside"]) == [False, True]
+
+
+def test_within_between_reproduces_least_squares_and_generalised_least_squares(minnesota):
+    """Complete pooling's slope is ordinary least squares, the within slope that with county dummies, and the partial
+    pooling slope generalised least squares with the random-intercept covariance, all computed independently."""
+    from pooling.shrinkage import within_between
+
+    complete = within_between(minnesota, "floor", "log_radon", "county")
+    ols = smf.ols("log_radon ~ floor", minnesota).fit().params["floor"]
+    dummies = smf.ols("log_radon ~ 0 + C(county) + floor", minnesota).fit().params["floor"]
+    assert complete["slope"] == pytest.approx(ols, abs=1e-10)
+    assert complete["within"] == pytest.approx(dummies, abs=1e-10)
+    sigma, tau = 0.73, 0.32
+    partial = within_between(minnesota, "floor", "log_radon", "county", sigma, tau)
+    design = np.column_stack([np.ones(len(minnesota)), minnesota["floor"]])
+    membership = pd.get_dummies(minnesota["county"]).to_numpy(float)
+    covariance = sigma**2 * np.eye(len(minnesota)) + tau**2 * membership @ membership.T
+    weighted = np.linalg.solve(covariance, design)
+    gls = np.linalg.solve(design.T @ weighted, weighted.T @ minnesota["log_radon"].to_numpy())
+    assert partial["slope"] == pytest.approx(gls[1], abs=1e-8)
+    assert partial["within"] == complete["within"] and partial["within weight"] > complete["within weight"]
+
+
+def test_elpd_difference_of_pointwise_values_is_their_sum_and_its_standard_error():
+    first, second = np.array([-1.0, -2.0, -0.5, -1.5]), np.array([-1.2, -1.9, -0.9, -1.5])
+    difference, error = elpd_difference(first, second)
+    gaps = first - second
+    assert difference == pytest.approx(gaps.sum())
+    assert error == pytest.approx(np.sqrt(len(gaps)) * gaps.std())

@@ -293,7 +293,7 @@ def test_scale_prior_is_validated():
     with pytest.raises(ValueError, match="positive scale"):
         ScalePrior("halfnormal", -1.0)
     with pytest.raises(ValueError, match="unknown scale prior"):
-        ScalePrior("lognormal", 1.0)
+        ScalePrior("exponential", 1.0)
 
 
 def test_bambi_scale_priors_are_read_as_scale_priors():
@@ -347,3 +347,260 @@ def test_exact_against_mcmc_scores_means_and_sds_in_mcse():
     assert abs(right.loc["a", "z_mean"]) < MCSE_BOUND and abs(right.loc["a", "z_sd"]) < MCSE_BOUND
     shifted = exact_against_mcmc(pd.DataFrame({"mean": [2.0 + 10 * 0.03], "sd": [3.0]}, index=["a"]), draws)
     assert shifted.loc["a", "z_mean"] == pytest.approx(right.loc["a", "z_mean"] - 10, abs=1.5)
+
+
+def _site_arrays(data):
+    return [(frame["x"].to_numpy(), frame["y"].to_numpy()) for _, frame in data.groupby("site", observed=True)]
+
+
+def _log_joint(sites, mu, sigma, tau):
+    """log p(y | mu, sigma, tau) straight from the model: site j's y is N(mu x_j, sigma^2 I + tau^2 x_j x_j')."""
+    return sum(
+        stats.multivariate_normal.logpdf(y, mu * x, sigma**2 * np.eye(len(x)) + tau**2 * np.outer(x, x))
+        for x, y in sites
+    )
+
+
+@pytest.mark.parametrize("tau", [0.2, 1.0, 5.0])
+@pytest.mark.parametrize("mu_prior_sd", [1.0, None])
+def test_tau_log_likelihood_is_the_joint_integrated_numerically(tau, mu_prior_sd):
+    """The ledger's likelihood of tau against scipy's adaptive quadrature of the joint density over mu and sigma
+    (dense covariance matrices, no sufficient statistics): both are normalised, so they agree absolutely."""
+    from pooling.shrinkage import tau_log_likelihood
+
+    data = two_sites()
+    sites = _site_arrays(data)
+    sigma_prior = ScalePrior("halfcauchy", 5.0)
+    if mu_prior_sd is None:
+        sigmas = np.linspace(0.3, 6, 200)
+        offset = max(_log_joint(sites, 0.0, sigma, tau) + sigma_prior.log_density(sigma) for sigma in sigmas)
+        integral, _ = integrate.quad(
+            lambda sigma: np.exp(_log_joint(sites, 0.0, sigma, tau) + sigma_prior.log_density(sigma) - offset),
+            0.3,
+            6,
+            points=[0.75, 1.7],
+            limit=200,
+            epsabs=0,
+            epsrel=1e-9,
+        )
+    else:
+
+        def log_integrand(mu, sigma):
+            prior = stats.norm.logpdf(mu, 0, mu_prior_sd) + sigma_prior.log_density(sigma)
+            return _log_joint(sites, mu, sigma, tau) + prior
+
+        offset = max(log_integrand(mu, sigma) for mu in np.linspace(-4, 4, 41) for sigma in np.linspace(0.3, 6, 41))
+        integral, _ = integrate.dblquad(
+            lambda mu, sigma: np.exp(log_integrand(mu, sigma) - offset), 0.3, 6, -6, 6, epsabs=1e-12, epsrel=1e-8
+        )
+    exact = tau_log_likelihood(data, tau, sigma_prior, mu_prior_sd)[0]
+    assert exact == pytest.approx(np.log(integral) + offset, abs=2e-4)
+
+
+def test_tau_log_likelihood_times_the_prior_is_the_posterior_of_tau():
+    """The ledger and the tables come from one computation: prior times likelihood, normalised, is the exact
+    posterior's distribution of tau."""
+    from pooling.shrinkage import tau_log_likelihood
+
+    data, priors = two_sites(), (ScalePrior("halfnormal", 0.3), ScalePrior("halfcauchy", 5.0), 0.1)
+    grid = np.geomspace(1e-3, 100, 4000)
+    log_posterior = tau_log_likelihood(data, grid, priors[1], priors[2]) + priors[0].log_density(grid) + np.log(grid)
+    mass = np.exp(log_posterior - log_posterior.max())
+    cumulative = np.cumsum(mass) / mass.sum()
+    exact = partial_pooling_posterior(data, *priors).posterior.scale_summary("tau")
+    assert exact["median"] == pytest.approx(np.interp(0.5, cumulative, grid), rel=3e-3)
+    assert exact["high"] == pytest.approx(np.interp(0.97, cumulative, grid), rel=3e-3)
+
+
+def test_new_site_is_mu_plus_a_fresh_effect():
+    """With sigma and tau fixed, beta_new ~ N(m, v + tau^2), where N(m, v) is mu's posterior, a precision-weighted
+    mean of the least-squares slopes (closed form); with tau learned, against Monte Carlo from the exact posterior
+    of (sigma, tau), drawing mu from that closed form given each draw."""
+    data = simulate_sites(slopes=(2.0, -1.0, 0.5), points_per_site=6, seed=4)
+    statistics = least_squares_slopes(data).drop("pooled")
+    slope_hat, sum_xx = statistics["slope"].to_numpy(), statistics["sum_x_squared"].to_numpy()
+
+    def mu_given(sigma, tau, mu_prior_sd=2.0):
+        precision_of_each = 1 / (tau**2 + sigma**2 / sum_xx)
+        precision = mu_prior_sd**-2 + precision_of_each.sum(-1)
+        return (precision_of_each * slope_hat).sum(-1) / precision, 1 / precision
+
+    sigma, tau = 1.2, 0.7
+    fixed = partial_pooling_posterior(data, ScalePrior("fixed", tau), ScalePrior("fixed", sigma), 2.0).new_site()
+    m, v = mu_given(sigma, tau)
+    assert fixed["mean"] == pytest.approx(m, abs=1e-9) and fixed["sd"] == pytest.approx(np.sqrt(v + tau**2), rel=1e-9)
+    assert (fixed["low"], fixed["high"]) == pytest.approx(tuple(stats.norm.ppf([0.03, 0.97], m, np.sqrt(v + tau**2))))
+
+    learned = partial_pooling_posterior(data, ScalePrior("halfnormal", 1.0), ScalePrior("halfcauchy", 5.0), 2.0)
+    rng = np.random.default_rng(3)
+    posterior = learned.posterior
+    cells = rng.choice(posterior.cell.size, size=400_000, p=posterior.cell.ravel())
+    sigma_draws = posterior.sigma_grid[cells // posterior.cell.shape[1]]
+    tau_draws = posterior.tau_grid[cells % posterior.cell.shape[1]]
+    m, v = mu_given(sigma_draws[:, None], tau_draws[:, None])
+    new = rng.normal(m, np.sqrt(v)) + tau_draws * rng.normal(size=len(cells))
+    summary = learned.new_site()
+    standard_error = new.std() / np.sqrt(len(new))
+    assert abs(summary["mean"] - new.mean()) < 4 * standard_error
+    assert summary["sd"] == pytest.approx(new.std(), rel=0.01)
+    assert (summary["low"], summary["high"]) == pytest.approx(tuple(np.quantile(new, [0.03, 0.97])), abs=0.03)
+    zero_mean = partial_pooling_posterior(data, ScalePrior("fixed", tau), ScalePrior("fixed", sigma), None)
+    assert zero_mean.new_site()["mean"] == 0 and zero_mean.new_site()["sd"] == pytest.approx(tau)
+
+
+def test_a_noise_sd_per_site_with_equal_fixed_sds_is_the_shared_model():
+    """Two computations that share nothing but the data: the per-site grid from sufficient statistics, the general
+    engine from the design matrices."""
+    data = two_sites()
+    for tau_prior, mu_prior_sd in ((ScalePrior("halfcauchy", 0.1), 0.1), (ScalePrior("fixed", 0.5), 1.0)):
+        shared = partial_pooling_posterior(data, tau_prior, ScalePrior("fixed", 0.8), mu_prior_sd)
+        per_site = partial_pooling_posterior(
+            data, tau_prior, ScalePrior("fixed", 0.8), mu_prior_sd, noise_per_site=True
+        )
+        np.testing.assert_allclose(per_site.mean, shared.mean, atol=2e-3)
+        np.testing.assert_allclose(per_site.sd, shared.sd, rtol=2e-3)
+        np.testing.assert_allclose(per_site.weight, shared.weight, atol=1e-3)
+        assert per_site.mu_mean == pytest.approx(shared.mu_mean, abs=2e-3)
+        assert per_site.new_site()["sd"] == pytest.approx(shared.new_site()["sd"], rel=2e-3)
+
+
+def test_a_noise_sd_per_site_with_mu_at_zero_is_one_integral_per_site():
+    """With mu fixed at 0 and tau fixed, the sites are independent: site j's slope has, given sigma_j, mean
+    w_j b_j, and sigma_j the posterior prior(sigma_j) sigma_j^-(n_j - 1) exp(-RSS_j / 2 sigma_j^2)
+    N(b_j; 0, tau^2 + sigma_j^2 / S_j) / sqrt(S_j); integrate each with scipy's quad."""
+    data, tau = simulate_sites(slopes=(2.0, -3.0), points_per_site=8, noise_sd=(1.0), seed=6), 1.5
+    data.loc[data["site"] == "site 2", "y"] *= 2  # site 2 noisier
+    prior = ScalePrior("lognormal", 1.0, log_sd=1.0)
+    exact = partial_pooling_posterior(data, ScalePrior("fixed", tau), prior, None, noise_per_site=True)
+    summary = exact.posterior.summary()
+    for index, (site, row) in enumerate(least_squares_slopes(data).drop("pooled").iterrows()):
+
+        def density(sigma, row=row):
+            spread = tau**2 + sigma**2 / row["sum_x_squared"]
+            return np.exp(
+                prior.log_density(sigma)
+                - (row["n"] - 1) * np.log(sigma)
+                - row["rss"] / (2 * sigma**2)
+                + stats.norm.logpdf(row["slope"], 0, np.sqrt(spread))
+            )
+
+        def moment(function, density=density):
+            return integrate.quad(lambda sigma: function(sigma) * density(sigma), 1e-3, 50, limit=200)[0]
+
+        total, sum_xx = moment(lambda sigma: 1.0), row["sum_x_squared"]
+        weight = moment(lambda sigma, sum_xx=sum_xx: tau**2 / (tau**2 + sigma**2 / sum_xx)) / total
+        assert exact.weight[index] == pytest.approx(weight, abs=1e-4)
+        assert exact.mean[index] == pytest.approx(weight * row["slope"], abs=1e-3)
+        assert summary.loc[f"sigma[{site}]", "mean"] == pytest.approx(moment(lambda sigma: sigma) / total, rel=2e-3)
+
+
+def test_the_noise_per_site_grid_is_fine_enough():
+    from pooling.shrinkage import SITE_NOISE_GRID_POINTS
+
+    data = two_sites()
+    priors = (ScalePrior("halfcauchy", 0.1), ScalePrior("lognormal", 1.0, log_sd=1.0), 1.0)
+    coarse = partial_pooling_posterior(data, *priors, noise_per_site=True)
+    fine = partial_pooling_posterior(data, *priors, noise_per_site=True, grid_points=2 * SITE_NOISE_GRID_POINTS)
+    np.testing.assert_allclose(coarse.posterior.summary(), fine.posterior.summary(), rtol=3e-3, atol=2e-3)
+
+
+def test_gap_prior_predictive_matches_simulating_the_whole_model():
+    """Draw tau, sigma, mu, the slopes and new y at the data's x from the priors, fit least squares to each
+    simulated data set and count standardised gaps at least as large as the data's."""
+    from pooling.shrinkage import gap_prior_predictive, slope_gap
+
+    data = two_sites()
+    observed = abs(slope_gap(data)["standardised"])
+    sites = _site_arrays(data)
+    rng = np.random.default_rng(11)
+    draws = 200_000
+    for tau_prior, sigma_prior in [
+        (ScalePrior("halfnormal", 10.0), ScalePrior("halfcauchy", 5.0)),
+        (ScalePrior("halfcauchy", 0.1), ScalePrior("fixed", 0.72)),
+        (ScalePrior("halfnormal", 1.0), ScalePrior("halfcauchy", 5.0)),
+    ]:
+
+        def sample(prior):
+            if prior.kind == "fixed":
+                return np.full(draws, prior.scale)
+            standard = rng.normal(size=draws) if prior.kind == "halfnormal" else rng.standard_cauchy(size=draws)
+            return prior.scale * np.abs(standard)
+
+        tau, sigma = sample(tau_prior), sample(sigma_prior)
+        mu = rng.normal(0, 1.0, draws)
+        slopes, residual_ss = [], 0
+        for x, _ in sites:
+            beta = mu + tau * rng.normal(size=draws)
+            y = beta[:, None] * x[None, :] + sigma[:, None] * rng.normal(size=(draws, len(x)))
+            slope = y @ x / (x @ x)
+            slopes.append(slope)
+            residual_ss = residual_ss + ((y - slope[:, None] * x[None, :]) ** 2).sum(1)
+        spread = np.sqrt(sum(1 / (x @ x) for x, _ in sites))
+        degrees = sum(len(x) for x, _ in sites) - 2
+        standardised = (slopes[0] - slopes[1]) / (np.sqrt(residual_ss / degrees) * spread)
+        simulated = np.mean(np.abs(standardised) >= observed)
+        exact = gap_prior_predictive(data, tau_prior, sigma_prior)
+        assert abs(simulated - exact) < 4 * np.sqrt(exact * (1 - exact) / draws) + 1e-5, (tau_prior, simulated, exact)
+
+
+def test_two_clusters_keep_the_populations_mean_and_sd():
+    data = many_sites_data(seed=5, clusters=True, number_of_sites=4000, sizes=(2, 2))
+    slopes = data.groupby("site", observed=True)[["true_slope", "cluster"]].first()
+    assert slopes["true_slope"].mean() == pytest.approx(-1.5, abs=0.03)
+    assert slopes["true_slope"].std() == pytest.approx(1.0, abs=0.02)
+    assert list(slopes["cluster"].iloc[:4]) == ["lower", "upper", "lower", "upper"]
+    within = slopes.groupby("cluster")["true_slope"].agg(["mean", "std"])
+    assert within.loc["upper", "mean"] - within.loc["lower", "mean"] == pytest.approx(2 * np.sqrt(1 - 0.3**2), abs=0.03)
+    assert within["std"].to_numpy() == pytest.approx([0.3, 0.3], abs=0.02)
+    normal = many_sites_data(seed=11)
+    assert "cluster" not in normal and normal.equals(many_sites_data(seed=11))
+
+
+def test_a_mean_per_cluster_pools_each_site_toward_its_own_cluster():
+    """With tau near 0 each site's slope is its cluster's pooled least-squares slope; with tau huge, its own."""
+    data = many_sites_data(seed=2, clusters=True, number_of_sites=6, sizes=(5, 20))
+    sigma = ScalePrior("fixed", 1.0)
+    tight = partial_pooling_posterior(data, ScalePrior("fixed", 1e-5), sigma, 1e6, mean_by="cluster")
+    loose = partial_pooling_posterior(data, ScalePrior("fixed", 1e4), sigma, 1e6, mean_by="cluster")
+    clusters = data.groupby("site", observed=True)["cluster"].first()
+    for cluster, frame in data.groupby("cluster"):
+        pooled = (frame["x"] * frame["y"]).sum() / (frame["x"] ** 2).sum()
+        np.testing.assert_allclose(tight.mean[(clusters == cluster).to_numpy()], pooled, atol=1e-5)
+    np.testing.assert_allclose(loose.mean, least_squares_slopes(data).drop("pooled")["slope"], atol=1e-5)
+    assert len(tight.mu_mean) == 2 and "new site" not in tight.posterior.names
+
+
+def test_mixture_quantiles_match_root_finding():
+    """Quantiles of mixtures of normals (all columns at once) against scipy's brentq on each column's CDF."""
+    from pooling.shrinkage import mixture_quantile
+
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        weights = rng.random(300)
+        weights /= weights.sum()
+        means, sds = rng.normal(0, 3, (300, 4)), np.exp(rng.normal(0, 1, (300, 4)))
+        for level in (0.03, 0.5, 0.97):
+            found = mixture_quantile(weights, means, sds, level)
+            for column in range(4):
+                mixture = (weights, means[:, column], sds[:, column], level)
+                expected = optimize.brentq(_mixture_cdf_excess, -100, 100, args=mixture, xtol=1e-12)
+                assert found[column] == pytest.approx(expected, abs=1e-6)
+
+
+def _mixture_cdf_excess(value, weights, means, sds, level):
+    return weights @ stats.norm.cdf(value, means, sds) - level
+
+
+def test_the_ledger_figure_adds_prior_and_likelihood():
+    """Each prior's solid curve is its dashed curve plus the likelihood, every curve relative to its own maximum."""
+    from pooling import plots
+
+    tau = np.geomspace(0.01, 100, 50)
+    likelihood = -((np.log(tau) - 1.5) ** 2)
+    prior = ScalePrior("halfcauchy", 0.1)
+    figure = plots.tau_ledger(tau, likelihood, {str(prior): (prior.log_density(tau), True)}, "ledger", floor=-1e9)
+    line, prior_curve, posterior_curve = figure.data
+    assert np.nanmax(line.y) == 0 and np.nanmax(prior_curve.y) == 0 and np.nanmax(posterior_curve.y) == 0
+    total = prior.log_density(tau) + likelihood
+    np.testing.assert_allclose(posterior_curve.y, total - total.max())
+    assert [trace.showlegend for trace in figure.data[1:]] == [True, False]

@@ -101,8 +101,30 @@ def prose(text: str) -> None:
 
 
 def number(value: float, digits: int = 2) -> str:
-    """A number formatted for prose, with a true minus sign."""
-    return f"{value:.{digits}f}".replace("-", "−")
+    """A number formatted for prose, with a true minus sign (and none on a value that rounds to zero)."""
+    text = f"{value:.{digits}f}"
+    if text.startswith("-") and not text.strip("-0."):
+        text = text[1:]
+    return text.replace("-", "−")
+
+
+def number_table(frame, digits: int | dict = 2):
+    """A table as the prose quotes it: every number formatted by `number`, with `digits` for all columns or per
+    column ({column: digits}; columns not named keep their values), so a table and its text round alike."""
+    import pandas as pd
+
+    frame = pd.DataFrame(frame)
+    places = digits if isinstance(digits, dict) else dict.fromkeys(frame.columns, digits)
+
+    def formatted(value, places):
+        is_number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+        return number(float(value), places) if is_number and np.isfinite(value) else value
+
+    return frame.apply(
+        lambda column: (
+            column.map(lambda value: formatted(value, places[column.name])) if column.name in places else column
+        )
+    )
 
 
 def mean_and_interval(draws, digits: int = 2) -> str:

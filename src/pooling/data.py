@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
 import shutil
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -13,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from pooling import checks
-from pooling.files import atomic_write, notify
+from pooling.files import atomic_write, debugging, move_aside, notify
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 RAW_DIR = PROJECT_ROOT / "data" / "raw"
@@ -116,13 +118,6 @@ def _verify(path: Path, name: str, source: str) -> None:
         )
 
 
-def _move_aside(target: Path) -> Path:
-    """Rename a bad local copy (a corrupt file, or a folder where a file belongs) out of the way, keeping it."""
-    aside = target.with_name(f"{target.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}")
-    target.replace(aside)
-    return aside
-
-
 def _copy_verified(name: str, source: str, target: Path) -> None:
     """Copy (a path) or download (a URL) `source` into `target`, only if its checksum is the documented one."""
 
@@ -163,7 +158,7 @@ def fetch_radon_files(raw_dir: Path = RAW_DIR, mirror: str | None = None, url: s
             continue
         if target.exists() or target.is_symlink():
             problem = "a folder, not a file" if target.is_dir() else "corrupt or not the documented copy"
-            aside = _move_aside(target)
+            aside = move_aside(target, f"bad-{time.strftime('%Y%m%d-%H%M%S')}")  # kept, never overwritten
             notify(f"{target} was {problem}: moved it to {aside.name} and fetching a verified copy.")
         raw_dir.mkdir(parents=True, exist_ok=True)
         sources = ([str(Path(mirror) / name)] if mirror else []) + ([url + name] if url else [])
@@ -188,6 +183,15 @@ def fetch_radon_files(raw_dir: Path = RAW_DIR, mirror: str | None = None, url: s
             )
         paths[name] = target
     return paths
+
+
+def _raw_folder(raw_dir) -> Path:
+    """The folder a loader reads the survey files from: the default data/raw/ is made on first use, any other must
+    exist, so a typo in a path is refused rather than filled with a new copy of the survey."""
+    if isinstance(raw_dir, str | Path) and Path(raw_dir).resolve() == RAW_DIR:
+        return RAW_DIR
+    fix = "create it and put srrs2.dat and cty.dat in it (data/README.md), or leave raw_dir out to use data/raw/"
+    return checks.folder("raw_dir", raw_dir, fix)
 
 
 def _read_table(path: Path, required: list[str]) -> pd.DataFrame:
@@ -215,6 +219,7 @@ def _log_radon_transform(log_radon: str):
 
 def county_uranium(raw_dir: Path = RAW_DIR) -> pd.DataFrame:
     """Every county of cty.dat, measured or not: fips, state, county_name and uranium (ppm), one row per FIPS."""
+    raw_dir = _raw_folder(raw_dir)
     counties = _read_table(fetch_radon_files(raw_dir)["cty.dat"], ["stfips", "ctfips", "st", "cty", "Uppm"])
     return pd.DataFrame(
         {
@@ -228,39 +233,71 @@ def county_uranium(raw_dir: Path = RAW_DIR) -> pd.DataFrame:
     ).drop_duplicates("fips")  # two Minnesota FIPS codes are listed twice with the same value
 
 
-def radon_survey(raw_dir: Path = RAW_DIR, log_radon: str = "book") -> pd.DataFrame:
-    """The whole radon survey, one row per home, joined with county uranium (Gelman and Hill's derivation).
+# The two components of srrs2.dat. Its `state` column names the survey a record comes from: a state's own survey
+# (`state` equals `state2`, the home's state) or "R5", the EPA Region 5 sample of homes on tribal lands, whose
+# `state2` (MI, MN or WI) is the state the home lies in and whose county field names the reservation.
+COMPONENTS = ("state survey", "tribal lands")
+TRIBAL_SURVEY_CODE = "R5"
+# What a record's FIPS county code is: a county of its state listed in cty.dat, "county unknown" (county code 999),
+# or a code that is neither (not a county of that state).
+COUNTY_CODES = ("county", "county unknown", "not a county")
+UNKNOWN_COUNTY = 999
 
-    Columns: survey (srrs2.dat's `state`: a state's own survey, or "R5" for the EPA Region 5 sample),
-    state (the home's state, srrs2.dat's `state2`), county (``"STATE:NAME"``), county_name, fips,
-    floor (0 basement, 1 first floor), activity, log_radon, uranium (ppm) and log_uranium. `log_radon` is
-    log(activity + 0.1) ("book") or Gelman and Hill's log(activity, with 0 read as 0.1) ("gelman_hill").
-    Duplicate `idnum` rows are dropped. Counties missing from cty.dat keep a missing uranium; a uranium of 0
-    keeps a missing log_uranium.
+
+def _components(homes: pd.DataFrame) -> pd.Series:
+    """Each record's survey component, from srrs2.dat's `state` and `state2`; any other pairing is refused."""
+    tribal = homes["state"] == TRIBAL_SURVEY_CODE
+    own = homes["state"] == homes["state2"]
+    neither = ~(tribal | own)
+    if neither.any():
+        row = neither.idxmax()
+        raise DataError(
+            f"srrs2.dat row {row + 2}: survey {homes.loc[row, 'state']!r} is neither the home's state "
+            f"{homes.loc[row, 'state2']!r} nor the Region 5 sample {TRIBAL_SURVEY_CODE!r}"
+        )
+    return pd.Series(np.where(tribal, COMPONENTS[1], COMPONENTS[0]), index=homes.index)
+
+
+def radon_survey(raw_dir: Path = RAW_DIR, log_radon: str = "book") -> pd.DataFrame:
+    """Every record of srrs2.dat, one row per home, classified and joined with county uranium (Gelman and Hill's
+    derivation of the county: FIPS = state code x 1000 + county code).
+
+    Columns: idnum; component ("state survey": a state's own survey; "tribal lands": the EPA Region 5 sample of
+    homes on tribal lands, srrs2.dat's `state` "R5"); state (the home's state, srrs2.dat's `state2`); county_code
+    ("county": a county of the state listed in cty.dat; "county unknown": county code 999; "not a county": any
+    other code); county (``"STATE:NAME"``) and county_name (srrs2.dat's county field: a reservation's name for
+    tribal lands); fips; floor (0 basement, 1 first floor, 2 and 3 higher floors, 9 unknown); activity; log_radon;
+    weight (srrs2.dat's `adjwt`) and stratum; uranium (ppm) and log_uranium. `log_radon` is log(activity + 0.1)
+    ("book") or Gelman and Hill's log(activity, with 0 read as 0.1) ("gelman_hill"). Duplicate `idnum` rows are
+    dropped. Codes missing from cty.dat keep a missing uranium; a uranium of 0 keeps a missing log_uranium.
     """
     transform = _log_radon_transform(log_radon)  # checked before any file is touched
+    raw_dir = _raw_folder(raw_dir)
     paths = fetch_radon_files(raw_dir)
-    columns = ["idnum", "state", "state2", "stfips", "cntyfips", "county", "floor", "activity"]
+    columns = ["idnum", "state", "state2", "stfips", "cntyfips", "county", "floor", "activity", "adjwt", "stratum"]
     homes = _read_table(paths["srrs2.dat"], columns)
+    county_code = _numeric(homes, "cntyfips", "srrs2.dat").astype(int)
 
     table = pd.DataFrame(
         {
             "idnum": _numeric(homes, "idnum", "srrs2.dat").astype(int),
-            "survey": homes["state"],
+            "component": _components(homes),
             "state": homes["state2"],
             "county_name": homes["county"],
-            "fips": (_numeric(homes, "stfips", "srrs2.dat") * 1000 + _numeric(homes, "cntyfips", "srrs2.dat")).astype(
-                int
-            ),
+            "fips": (_numeric(homes, "stfips", "srrs2.dat") * 1000 + county_code).astype(int),
             "floor": _numeric(homes, "floor", "srrs2.dat").astype(int),
             "activity": _numeric(homes, "activity", "srrs2.dat"),
+            "weight": _numeric(homes, "adjwt", "srrs2.dat"),
+            "stratum": _numeric(homes, "stratum", "srrs2.dat").astype(int),
         }
     )
-    uranium = county_uranium(raw_dir).rename(columns={"county_name": "fips_county_name"})[
-        ["fips", "uranium", "fips_county_name"]
-    ]
+    uranium = county_uranium(raw_dir).rename(columns={"county_name": "fips_county_name", "state": "fips_state"})
     table = table.merge(uranium, on="fips", how="left", validate="many_to_one")
-    table = table.drop_duplicates("idnum").reset_index(drop=True)
+    listed = table["fips_state"] == table["state"]  # a county of the home's own state, as cty.dat lists it
+    table["county_code"] = np.select(
+        [listed, county_code.to_numpy() == UNKNOWN_COUNTY], COUNTY_CODES[:2], COUNTY_CODES[2]
+    )
+    table = table.drop_duplicates("idnum").drop(columns="fips_state").reset_index(drop=True)
     table["log_radon"] = transform(table["activity"])
     table["log_uranium"] = np.log(table["uranium"].where(table["uranium"] > 0))
     table["county"] = table["state"] + ":" + table["county_name"]
@@ -272,11 +309,11 @@ def radon_minnesota(raw_dir: Path = RAW_DIR, log_radon: str = "book") -> pd.Data
 
     `log_radon="gelman_hill"` derives log radon as Gelman and Hill do (see `radon_survey`); nothing else changes.
 
-    These are the homes of Minnesota's own survey; the 269 Minnesota homes of the Region 5 sample are
+    These are the homes of Minnesota's own survey; the 269 Minnesota homes of the Region 5 tribal-lands sample are
     left out, as in Gelman and Hill and the PyMC primer.
     """
     table = radon_survey(raw_dir, log_radon)
-    table = table[table["survey"] == "MN"].reset_index(drop=True)
+    table = table[(table["component"] == "state survey") & (table["state"] == "MN")].reset_index(drop=True)
     table["county"] = pd.Categorical(table["county_name"], categories=sorted(table["county_name"].unique()))
     table["county_index"] = table["county"].cat.codes
     return table[
@@ -284,17 +321,21 @@ def radon_minnesota(raw_dir: Path = RAW_DIR, log_radon: str = "book") -> pd.Data
     ]
 
 
-def radon_all_states(raw_dir: Path = RAW_DIR, states=None) -> pd.DataFrame:
-    """Every home of the survey (12,777 homes, 9 states, 472 counties), counties nested in states; or, with
-    `states` (a list of two-letter codes such as ["PA"]), the homes of those states and their counties only.
+def radon_all_states(raw_dir: Path = RAW_DIR, states=None, tribal_lands: bool = False) -> pd.DataFrame:
+    """The homes of the seven state surveys (11,843 homes in 439 counties of AZ, IN, MA, MN, MO, ND and PA),
+    counties nested in states; with `tribal_lands=True` the 934 homes of the Region 5 tribal-lands sample as well
+    (12,777 homes; its MI and WI homes are the only ones of those two states); with `states` (a list of two-letter
+    codes such as ["PA"]) the homes of those states and their counties only.
 
-    `floor` is 0 for a basement and 1 for any floor above it (missing when unknown); `floor_code` keeps
-    the survey's code. A county is its FIPS code, named from cty.dat: the Region 5 sample writes tribal
-    lands in the county field, so one name can span several counties. FIPS codes that cty.dat does not
-    list (mostly xx999, county unknown) get a name that says so and no uranium; counties whose uranium
-    is 0 have no log uranium.
+    `floor` is 0 for a basement and 1 for any floor above it (missing when unknown); `floor_code` keeps the survey's
+    code. A county is its FIPS code, named from cty.dat. A tribal-lands home keeps its reservation (`reservation`,
+    missing for the state surveys) and the FIPS code the sample gave it, which may be "county unknown" (xx999) or
+    not a county of the state at all (`county_code`); such codes get a name that says so and no uranium. Counties
+    whose uranium is 0 have no log uranium.
     """
     table = radon_survey(raw_dir)
+    if not tribal_lands:
+        table = table[table["component"] == "state survey"].reset_index(drop=True)
     if states is not None:
         if isinstance(states, str) or not all(isinstance(state, str) for state in states):
             raise TypeError(f"states must be a list of state codes such as ['PA'], got {states!r}")
@@ -303,16 +344,28 @@ def radon_all_states(raw_dir: Path = RAW_DIR, states=None) -> pd.DataFrame:
         if unknown_states or not states:
             raise ValueError(f"states {unknown_states or states!r} are not in the survey: choose from {known}")
         table = table[table["state"].isin(states)].reset_index(drop=True)
-    unknown = "not in cty.dat (FIPS " + table["fips"].astype(str) + ")"
-    table["county_name"] = table["fips_county_name"].fillna(unknown)
+    table["reservation"] = table["county_name"].where(table["component"] == "tribal lands")
+    code_name = table["county_code"] + " (FIPS " + table["fips"].astype(str) + ")"
+    table["county_name"] = table["fips_county_name"].where(table["county_code"] == "county", code_name)
     table["county"] = table["state"] + ":" + table["county_name"]
     table["state"] = pd.Categorical(table["state"], categories=sorted(table["state"].unique()))
     table["county"] = pd.Categorical(table["county"], categories=sorted(table["county"].unique()))
-    # Outside Minnesota the survey also measured second (2) and third (3) floors and has 9 for "unknown":
-    # `floor` becomes "above the basement" (0 or 1), missing where the floor is unknown.
+    # The surveys also measured second (2) and third (3) floors and have 9 for "unknown": `floor` becomes "above
+    # the basement" (0 or 1), missing where the floor is unknown.
     table["floor_code"] = table["floor"]
     table["floor"] = (table["floor_code"] >= 1).astype(float).where(table["floor_code"] != 9)
     return table.drop(columns="fips_county_name")
+
+
+def radon_minnesota_both_components(raw_dir: Path = RAW_DIR) -> pd.DataFrame:
+    """Every Minnesota home of both collections whose code is a county and whose floor is known, `tribal_lands` 1.0
+    for a home of the Region 5 tribal-lands sample and 0.0 for the state survey: the two compared at the same floor
+    and in the same county (the model `radon_minnesota_tribal_lands`)."""
+    homes = radon_all_states(raw_dir, states=["MN"], tribal_lands=True)
+    homes = homes[homes["county_code"] == "county"].dropna(subset=["floor"])
+    return homes.assign(
+        tribal_lands=(homes["component"] == "tribal lands").astype(float), county=homes["county"].astype(str)
+    ).reset_index(drop=True)
 
 
 def subsample_groups(data: pd.DataFrame, sizes: dict, group: str = "site", seed: int = 0) -> pd.DataFrame:
@@ -339,6 +392,25 @@ def subsample_groups(data: pd.DataFrame, sizes: dict, group: str = "site", seed:
     return data.drop(index=dropped).reset_index(drop=True)
 
 
+def main(argv=None) -> int:
+    """`python -m pooling.data`: fetch and verify the survey files into data/raw/ (from RADON_MIRROR, else the web).
+
+    A failure prints its message alone and exits with status 1; `--debug` or POOLING_DEBUG=1 shows the traceback.
+    """
+    parser = argparse.ArgumentParser(description="Fetch and verify the radon survey files into data/raw/.")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of a failure (or POOLING_DEBUG=1)")
+    args = parser.parse_args(argv)
+    try:
+        fetched = fetch_radon_files()
+    except (DataError, OSError) as error:
+        if debugging(args.debug):
+            raise
+        print(f"python -m pooling.data: {error}", file=sys.stderr)
+        return 1
+    for path in fetched.values():
+        print(f"verified {path}")
+    return 0
+
+
 if __name__ == "__main__":
-    for fetched in fetch_radon_files().values():
-        print(f"verified {fetched}")
+    sys.exit(main())

@@ -22,7 +22,16 @@ import xarray as xr
 
 from pooling import checks
 from pooling.data import PROJECT_ROOT
-from pooling.files import WriteError, atomic_write, atomic_write_text, describe_write_error, has_free_space, notify
+from pooling.files import (
+    WriteError,
+    atomic_write,
+    atomic_write_text,
+    describe_write_error,
+    has_free_space,
+    move_aside,
+    notify,
+    sweep_partials_once,
+)
 from pooling.models import ModelSpec, PymcModel
 
 SEED = 20200624  # the day the original notebook was posted
@@ -46,9 +55,16 @@ class DiagnosticsError(RuntimeError):
     """A fit failed its convergence checks; the message names the model and the failing check."""
 
 
+# E-BFMI (energy Bayesian fraction of missing information, Betancourt 2016) below this in a chain says that the
+# momentum resampling explores the energy distribution poorly, the mark of a funnel. Reported beside the gate, not
+# part of it: the gate's r_hat and ESS are what the book's numbers rest on.
+BFMI_LOW = 0.3
+
+
 @dataclass(frozen=True)
 class Diagnostics:
-    """The worst value of each check over every parameter of the posterior, and which parameter it was."""
+    """The worst value of each check over every parameter of the posterior, and which parameter it was, and the
+    lowest E-BFMI over the chains (NaN when the sampler records no energy)."""
 
     r_hat_max: float
     ess_bulk_min: float
@@ -57,6 +73,7 @@ class Diagnostics:
     worst_r_hat: str
     worst_ess: str
     worst_tail_ess: str
+    bfmi_min: float = float("nan")
 
     def problems(self, allow_divergences: bool = False) -> list[str]:
         found = []
@@ -102,7 +119,7 @@ class Fit:
         return table[[*statistics, "mcse_mean", "mcse_sd", "ess_bulk", "ess_tail", "r_hat"]]
 
     def report(self) -> dict:
-        """One row for the diagnostics tables and the reproducibility appendix."""
+        """One row for the diagnostics tables and the reproducibility appendix, unrounded (`REPORT_DIGITS`)."""
         return {
             "model": self.spec.name,
             "formula": self.spec.formula + (f"; {self.spec.distributional}" if self.spec.distributional else ""),
@@ -111,12 +128,45 @@ class Fit:
             "tune": self.settings["tune"],
             "draws": self.settings["draws"],
             "target accept": self.settings["target_accept"],
-            "r_hat max": round(self.diagnostics.r_hat_max, 3),
-            "bulk ESS min": int(self.diagnostics.ess_bulk_min),
-            "tail ESS min": int(self.diagnostics.ess_tail_min),
+            "r_hat max": self.diagnostics.r_hat_max,
+            "bulk ESS min": self.diagnostics.ess_bulk_min,
+            "tail ESS min": self.diagnostics.ess_tail_min,
+            "E-BFMI min": self.diagnostics.bfmi_min,
             "divergences": self.diagnostics.divergences,
-            "fit seconds": round(self.fit_seconds, 1),
+            "fit seconds": self.fit_seconds,
         }
+
+
+REPORT_COLUMNS = (
+    "model",
+    "formula",
+    "sampler",
+    "chains",
+    "tune",
+    "draws",
+    "target accept",
+    "r_hat max",
+    "bulk ESS min",
+    "tail ESS min",
+    "E-BFMI min",
+    "divergences",
+    "fit seconds",
+)  # the keys of `Fit.report`, in order
+# The digits each measured column of a report is shown with, in tables and in prose alike (`chapter.number`).
+REPORT_DIGITS = {"r_hat max": 3, "bulk ESS min": 0, "tail ESS min": 0, "E-BFMI min": 2, "fit seconds": 1}
+
+
+def formatted_report(row: dict) -> dict:
+    """A report row as the tables show it: each measured column formatted by `chapter.number` with its
+    `REPORT_DIGITS`, so a table and the prose beside it round alike (an E-BFMI the sampler did not record is blank).
+    """
+    from pooling.chapter import number  # chapter imports this module
+
+    return row | {
+        column: "" if value is None or np.isnan(value) else number(value, REPORT_DIGITS[column])
+        for column, value in row.items()
+        if column in REPORT_DIGITS
+    }
 
 
 def central_quantiles(probability: float = INTERVAL_PROBABILITY) -> tuple[float, float]:
@@ -189,7 +239,8 @@ def diagnose(idata: az.InferenceData) -> Diagnostics:
         worst(tail, min),
     )
     divergences = int(idata.sample_stats["diverging"].sum()) if "diverging" in idata.sample_stats else 0
-    return Diagnostics(r_hat_max, bulk_min, tail_min, divergences, worst_r_hat, worst_bulk, worst_tail)
+    bfmi = float(np.min(az.bfmi(idata))) if "energy" in idata.sample_stats else float("nan")
+    return Diagnostics(r_hat_max, bulk_min, tail_min, divergences, worst_r_hat, worst_bulk, worst_tail, bfmi)
 
 
 def _lean(idata: az.InferenceData) -> az.InferenceData:
@@ -331,8 +382,9 @@ def fit(
     """
     if not isinstance(spec, ModelSpec):
         raise TypeError(f"spec must be a ModelSpec, got {type(spec).__name__}")
-    if not isinstance(data, pd.DataFrame) or data.empty:
-        raise TypeError(f"data must be a non-empty pandas DataFrame, got {type(data).__name__}")
+    # Everything is checked before the model is sampled: a bad argument costs no sampling and names itself.
+    data = checks.model_data(data, spec)
+    checks.priors(spec.priors, spec.family)
     if not isinstance(sampler, str) or not sampler:
         raise TypeError(f"sampler must be the name of a Bambi inference method, e.g. 'nutpie', got {sampler!r}")
     given = {"draws": draws, "tune": tune, "chains": chains, "target_accept": target_accept}
@@ -343,14 +395,16 @@ def fit(
         "draws": checks.whole_number("draws", chosen["draws"]),
         "tune": checks.whole_number("tune", chosen["tune"], minimum=0),
         "chains": checks.whole_number("chains", chosen["chains"]),
-        "target_accept": checks.probability("target_accept", chosen["target_accept"]),
+        "target_accept": checks.probability("target_accept", chosen["target_accept"], TARGET_ACCEPT_EXAMPLE),
     }
     seed = checks.whole_number("seed", seed, minimum=0)
-    model = spec.build(data)
+    model = _build(spec, data)
     key = cache_key(spec, data, sampler, settings, seed)
     path = cache_dir() / f"{spec.name}-{key[:16]}.nc"
     meta_path = path.with_suffix(".json")
 
+    if use_cache:
+        sweep_partials_once(path.parent)  # what a process killed while writing a fit left there
     cached = _load(path, meta_path, key) if use_cache else None
     if cached is not None:
         idata, meta = cached
@@ -397,8 +451,53 @@ def fit(
 
     problems = result.diagnostics.problems(allow_divergences)
     if problems and not demonstrates_failure:
-        raise DiagnosticsError(f"Model {spec.name!r} ({spec.formula}) failed its diagnostics: " + "; ".join(problems))
+        raise DiagnosticsError(
+            f"Model {spec.name!r} ({spec.formula}) failed its diagnostics: " + "; ".join(problems) + "\n"
+            "What to do: " + gate_advice(problems, settings, grouped=spec.builder is not None or "|" in spec.formula)
+        )
     return result
+
+
+TARGET_ACCEPT_EXAMPLE = "the sampler's target acceptance rate: 0.8 by default, 0.95 or 0.99 against divergences"
+
+
+def _build(spec: ModelSpec, data: pd.DataFrame):
+    """`spec.build(data)`, after `checks.model_data`: a hand-written model's missing column is named here (its
+    columns are known only when it asks for them), and a Bambi model's priors must each name one of its terms."""
+    if spec.builder is not None and spec.priors:
+        raise ValueError(
+            f"priors {list(spec.priors)} would be ignored: {checks.described(spec)} is written by hand in PyMC, and "
+            "its builder sets its priors; change them there"
+        )
+    try:
+        model = spec.build(data)
+    except KeyError as error:
+        column = error.args[0] if error.args else None
+        if spec.builder is None or not isinstance(column, str) or column in data.columns:
+            raise
+        raise checks.missing_column(data, column, spec) from None
+    if isinstance(model, bmb.Model):
+        checks.prior_terms(spec.priors, model, checks.described(spec))
+        checks.built_priors(model, spec.priors, checks.described(spec))
+    return model
+
+
+def gate_advice(problems: list[str], settings: dict, grouped: bool = True) -> str:
+    """What to try for the failing checks of the gate (`Diagnostics.problems`), in one line; `grouped` says whether
+    the model has group effects (whose parameterisation is the usual cause of divergences)."""
+    advice = []
+    if any("r_hat" in problem or "ESS" in problem for problem in problems):
+        advice.append(
+            f"r_hat/ESS: more draws and tuning, e.g. fit(..., draws={2 * settings['draws']}, "
+            f"tune={2 * settings['tune']}); if they barely move, reparameterise or tighten the worst parameter's prior"
+        )
+    if any("divergent" in problem for problem in problems):
+        form = "the other form of the group effects (ModelSpec(noncentered=...)) or a tighter prior on the group sd"
+        advice.append(
+            f"divergences: {form if grouped else 'a tighter prior'}, or, with care, target_accept=0.95 "
+            "(it can hide a funnel rather than remove it)"
+        )
+    return "; ".join(advice) or "see the diagnostics above"
 
 
 def _ledger_path() -> Path:
@@ -425,10 +524,8 @@ def read_ledger(path: Path | None = None) -> dict:
         ledger = error
     if isinstance(ledger, dict) and all(isinstance(entry, dict) and "chapter" in entry for entry in ledger.values()):
         return ledger
-    aside = path.with_name(f"{path.name}.unreadable")
     try:
-        path.replace(aside)
-        where = f"moved to {aside.name}"
+        where = f"moved to {move_aside(path, 'unreadable').name}"
     except OSError:
         where = "left in place"
     notify(f"Warning: the ledger of fits {path} is unreadable ({where}); its chapters will run again.")
@@ -624,10 +721,10 @@ def diagnostics_table(fits: list[Fit], publish: bool = True) -> pd.DataFrame:
     """The compact r_hat / ESS / divergences table every chapter shows for its models, with a link to download each
     posterior (see `export_posterior`) unless `publish` is False (an exercise's fit, which readers make themselves)."""
     if not publish:
-        return DiagnosticsTable([fitted.report() for fitted in fits]).set_index("model")
+        return DiagnosticsTable([formatted_report(fitted.report()) for fitted in fits]).set_index("model")
     # A fit shown failing on purpose is not published: its draws are not a posterior to reuse.
     rows = [
-        fitted.report()
+        formatted_report(fitted.report())
         | {DOWNLOAD_COLUMN: NOT_PUBLISHED if fitted.diagnostics.problems() else download_link(export_posterior(fitted))}
         for fitted in fits
     ]
@@ -645,7 +742,7 @@ def fit_ledger() -> pd.DataFrame:
     """
     path = _ledger_path()
     ledger = read_ledger(path)
-    rows = [entry for entry in ledger.values() if entry["chapter"]]  # fits made outside a chapter are not listed
+    rows = [formatted_report(entry) for entry in ledger.values() if entry["chapter"]]  # not fits made elsewhere
     fix = "Run `python -m pooling.build preview --execute-all` to execute every chapter again."
     if not rows:
         raise LedgerError(f"The ledger of fits {path} lists no fits from any chapter. {fix}")
@@ -664,7 +761,10 @@ def fit_ledger() -> pd.DataFrame:
     if missing:
         listed = ", ".join(f"{chapter} ({count})" for chapter, count in missing.items())
         raise LedgerError(f"The ledger of fits {path} lacks fits made by: {listed}. {fix}")
-    table = DiagnosticsTable(rows).sort_values(["chapter", "model"], kind="stable")
+    # An entry recorded before E-BFMI was reported has none to show. Columns in the order of `Fit.report`.
+    table = DiagnosticsTable(rows).fillna({"E-BFMI min": ""}).sort_values(["chapter", "model"], kind="stable")
+    order = ["chapter", *REPORT_COLUMNS, DOWNLOAD_COLUMN]
+    table = table[[column for column in order if column in table] + [column for column in table if column not in order]]
     # A posterior is published once a diagnostics table has shown it (see `diagnostics_table`).
     names = table[DOWNLOAD_COLUMN] if DOWNLOAD_COLUMN in table else pd.Series("", index=table.index)
     published = names.map(lambda name: isinstance(name, str) and (DOWNLOADS_DIR / name).exists())

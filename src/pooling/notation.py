@@ -63,19 +63,25 @@ def prior_of(variable, model: pm.Model, symbols: dict[str, str]) -> str:
         (scale,) = params
         (value,) = np.unique(np.asarray(scale.eval(), dtype=float))
         return f"Exponential(rate {_number(1 / value)})"
+    if name == "Gamma":  # likewise (shape, scale) for `pm.Gamma("x", alpha=2, beta=0.1)`, beta the rate
+        shape, scale = (float(np.unique(np.asarray(param.eval(), dtype=float))[0]) for param in params)
+        return f"Gamma(shape {_number(shape)}, rate {_number(1 / scale)})"
     shown = [_parameter(param, symbols, named) for param in params]
     if name.startswith("Half") and name != "HalfStudentT" and shown[0] == "0":
         shown = shown[1:]  # PyMC's half-distributions carry a location, always 0 here
     return f"{name}({', '.join(shown)})"
 
 
-def symbol_table(spec: ModelSpec, model) -> pd.DataFrame:
+def symbol_table(spec: ModelSpec, model, posterior=None) -> pd.DataFrame:
     """Each name of the spec's `symbols`: its symbol, what it is, and its prior as the built model states it.
 
     Raises ValueError if a name is neither a variable of the model nor one of the spec's `combined` sums, so a
-    table can never map a name the posterior does not have.
+    table can never map a name the posterior does not have. Given the fit's `posterior`, every name must be in it,
+    except the standardised effects of Bambi's non-centred terms (`1|county_offset`), which Bambi samples and then
+    drops from the posterior: their row says so.
     """
     backend = pymc_model(model)
+    kept = set(posterior.data_vars) if posterior is not None else None
     symbols = {entry.name: entry.tex for entry in spec.symbols}
     free = {variable.name: variable for variable in backend.free_RVs}
     derived = {variable.name for variable in backend.deterministics} | {name for name, _ in spec.combined}
@@ -87,10 +93,15 @@ def symbol_table(spec: ModelSpec, model) -> pd.DataFrame:
             prior = "derived from the others"
         else:
             raise ValueError(f"{spec.name}: the symbol table names {entry.name!r}, which is not in the model")
+        # a pipe table's cell: Pandoc and the preview both unescape the pipe of `x|site`
+        name = "`" + entry.name.replace("|", "\\|") + "`"
+        if kept is not None and entry.name not in kept:
+            if not (entry.name.endswith("_offset") and not isinstance(model, PymcModel)):
+                raise ValueError(f"{spec.name}: the symbol table names {entry.name!r}, which is not in the posterior")
+            name += " (sampled, not kept: Bambi drops it)"
         rows.append(
             {
-                # a pipe table's cell: Pandoc and the preview both unescape the pipe of `x|site`
-                "name in the posterior": "`" + entry.name.replace("|", "\\|") + "`",
+                "name in the posterior": name,
                 "symbol": f"${entry.tex}$",
                 "what it is": entry.meaning,
                 "prior in the model": prior,
@@ -99,14 +110,27 @@ def symbol_table(spec: ModelSpec, model) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def model_markdown(spec: ModelSpec, model) -> str:
+def model_markdown(spec: ModelSpec, model, posterior=None) -> str:
     """A model as the text introduces it: its formula, its equations (one display line each, so that a phone
     wraps between them) and its table of symbols."""
     equations = "\n\n".join(f"$$\n{line}\n$$" for line in spec.equations)
-    table = symbol_table(spec, model).to_markdown(index=False)
+    table = symbol_table(spec, model, posterior).to_markdown(index=False)
     return f"`{spec.formula}`\n\n{equations}\n\n{table}\n"
 
 
-def show_model(result) -> None:
-    """Display a fit's model (a `fitting.Fit`) in a chapter, as `model_markdown` writes it."""
-    display(Markdown(model_markdown(result.spec, result.model)))
+def show_model(result=None, *, spec: ModelSpec | None = None, model=None) -> None:
+    """Display a fit's model (a `fitting.Fit`) in a chapter, as `model_markdown` writes it, its names checked
+    against the fit's posterior; or a model that is not sampled (its exact posterior is computed instead), from its
+    `spec` and the built `model`."""
+    if result is not None:
+        spec, model, posterior = result.spec, result.model, result.idata.posterior
+    else:
+        posterior = None
+    display(Markdown(model_markdown(spec, model, posterior)))
+
+
+def priors(spec: ModelSpec, model) -> dict[str, str]:
+    """Each symbol's prior as the built model states it, by its name in the posterior: for prose that quotes a
+    prior, e.g. `priors(spec, model)["1|county_sigma"]` is "HalfNormal(2.24)"."""
+    table = symbol_table(spec, model)
+    return dict(zip((entry.name for entry in spec.symbols), table["prior in the model"], strict=True))

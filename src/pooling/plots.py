@@ -6,7 +6,6 @@ import html
 import json
 import re
 import textwrap
-from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -244,21 +243,28 @@ def predictive_bands(data: pd.DataFrame, predictive: np.ndarray, title: str, gro
     return figure
 
 
+KDE_VALUES = 20_000  # enough for a smooth curve; the estimate's error is far below the line width
+
+
 def posterior_densities(
     draws: dict[str, np.ndarray],
     title: str,
     x_title: str,
     curves: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
     y_title: str = "posterior density",
+    marks: dict[str, float] | None = None,
 ) -> go.Figure:
     """Overlaid kernel density estimates of draws, one curve per label, each in its own colour and dash;
-    `curves` adds exact densities ({label: (grid, density)}, such as a prior), drawn as thin dashed lines."""
+    `curves` adds exact densities ({label: (grid, density)}, such as a prior), drawn as thin dashed lines, and
+    `marks` labelled vertical lines ({label: value}, such as an observed statistic). A curve is estimated from at
+    most KDE_VALUES of its draws, thinned evenly (a predictive distribution can have millions)."""
     from scipy.stats import gaussian_kde
 
     figure = go.Figure()
     dashes = ("solid", "dash", "dot", "dashdot", "longdash")
     for index, (label, values) in enumerate(draws.items()):
-        values = np.asarray(values)
+        values = np.asarray(values).ravel()
+        values = values[:: -(-len(values) // KDE_VALUES)]
         grid = np.linspace(*np.quantile(values, [0.001, 0.999]), 300)
         figure.add_scatter(
             x=grid,
@@ -277,6 +283,9 @@ def posterior_densities(
             line={"color": color_of(index), "width": 1.5, "dash": "dash"},
             hovertemplate=f"{label}<br>value %{{x:.2f}}<br>density %{{y:.3f}}<extra></extra>",
         )
+    top = max((max(trace.y) for trace in figure.data), default=1.0)
+    for label, value in (marks or {}).items():
+        reference_line(figure, [value, value], [0, top], f"{label}: {value:.2f}", "dot")
     figure.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title)
     return figure
 
@@ -552,33 +561,50 @@ def pooling_explorer(grid: dict[tuple, dict], dials: dict) -> str:
     )
 
 
-def tau_posteriors(curves: dict[str, tuple[np.ndarray, np.ndarray, Callable]], title: str) -> go.Figure:
-    """Prior and posterior of tau: {label: (grid, posterior probabilities on it, prior log density function)}.
-
-    Both are drawn as densities per unit of log10(tau), the prior dashed, so a prior and the posterior it
-    became can be read off the same axis.
-    """
+def tau_ledger(
+    tau: np.ndarray,
+    log_likelihood: np.ndarray,
+    priors: dict[str, tuple[np.ndarray, bool]],
+    title: str,
+    floor: float = -40.0,
+) -> go.Figure:
+    """The likelihood of tau against its priors, on one log scale: log p(y | tau) (thick), and for each prior
+    ({label: (log density on `tau`, shown at first)}) its log density (dashed) and the log posterior it makes
+    (solid, their sum), one legend entry for both. Each curve is drawn relative to its own maximum and cut at
+    `floor`, so a reader adds the two drops at any tau; priors not shown at first are a click on the legend away."""
     figure = go.Figure()
-    for index, (label, (grid, probability, prior_log_density)) in enumerate(curves.items()):
-        prior_grid = np.geomspace(min(grid.min(), 1e-3), grid.max(), 300)
-        # Probabilities on a log-spaced grid become a density in log10(tau); a density in tau is rescaled likewise.
-        for name, x, density, dash in (
-            ("posterior", grid, probability / np.gradient(np.log10(grid)), "solid"),
-            ("prior", prior_grid, np.exp(prior_log_density(prior_grid)) * prior_grid * np.log(10), "dash"),
-        ):
+
+    def relative(values):
+        values = np.asarray(values, float) - np.max(values)
+        return np.where(values < floor, np.nan, values)
+
+    figure.add_scatter(
+        x=tau,
+        y=relative(log_likelihood),
+        mode="lines",
+        name="likelihood of tau (sigma and mu integrated out)",
+        line={"color": "black", "width": 3},
+        hovertemplate="likelihood<br>tau %{x:.3g}<br>log, relative to its maximum %{y:.1f}<extra></extra>",
+    )
+    for index, (label, (log_prior, shown)) in enumerate(priors.items()):
+        for name, values, dash in (("prior", log_prior, "dash"), ("posterior", log_prior + log_likelihood, "solid")):
+            # One legend entry per prior (a phone has room for few): it shows and hides both of its curves.
             figure.add_scatter(
-                x=x,
-                y=density,
+                x=tau,
+                y=relative(values),
                 mode="lines",
-                name=f"{name}: {label}",
+                name=f"{label}: prior (dashed), posterior (solid)",
                 legendgroup=label,
+                showlegend=name == "prior",
+                visible=True if shown else "legendonly",
                 line={"color": color_of(index), "width": 2, "dash": dash},
-                hovertemplate=f"{name}, {label}<br>tau %{{x:.3g}}<br>density %{{y:.3f}}<extra></extra>",
+                hovertemplate=f"{name}, {label}<br>tau %{{x:.3g}}<br>log density, relative to its maximum "
+                "%{y:.1f}<extra></extra>",
             )
     figure.update_layout(
         title=title,
         xaxis={"title": "tau, the sd of the site slopes (log scale)", "type": "log"},
-        yaxis_title="density per unit of log10(tau)",
+        yaxis={"title": "log density, relative to its maximum", "range": [floor, 3]},
     )
     return figure
 
@@ -594,32 +620,41 @@ def shrinkage_table(groups, sizes, unpooled: pd.DataFrame, partial: pd.DataFrame
     return table
 
 
-def shrinkage_by_size(table: pd.DataFrame, pooled: float, title: str, y_title: str, size_title: str) -> go.Figure:
+def _arrow(figure: go.Figure, start: tuple[float, float], end: tuple[float, float]) -> None:
+    """A thin grey arrow from an unpooled estimate to its partially pooled one (in axis units; a log axis's
+    positions are log10 of the values)."""
+    figure.add_annotation(
+        x=end[0],
+        y=end[1],
+        ax=start[0],
+        ay=start[1],
+        xref="x",
+        yref="y",
+        axref="x",
+        ayref="y",
+        showarrow=True,
+        arrowhead=2,
+        arrowsize=1,
+        arrowwidth=1,
+        arrowcolor="rgba(120,120,120,0.6)",
+        text="",
+    )
+
+
+def shrinkage_by_size(
+    table: pd.DataFrame, references: float | dict[str, float], title: str, y_title: str, size_title: str
+) -> go.Figure:
     """Each group's unpooled estimate and its partially pooled estimate against the group's sample size,
     joined by an arrow. `table` has columns group, size, unpooled, partial and, optionally, the bounds of each
-    estimate's 94% central interval (unpooled_low, unpooled_high, partial_low, partial_high), drawn as bars."""
+    estimate's 94% central interval (unpooled_low, unpooled_high, partial_low, partial_high), drawn as bars.
+    `references` are horizontal lines, {label: value}, each labelled for what it is (a number alone is "pooled")."""
     figure = go.Figure()
     jitter = table["size"] * np.exp(np.random.default_rng(0).uniform(-0.06, 0.06, len(table)))  # separate ties
     # With interval bars the two estimates of a group sit side by side, so that their bars do not overlap.
     with_intervals = {"unpooled_low", "partial_low"} <= set(table.columns)
     shift = {"unpooled": 0.97, "partial": 1.03} if with_intervals else {"unpooled": 1.0, "partial": 1.0}
     for row, x in zip(table.itertuples(), jitter, strict=False):
-        figure.add_annotation(
-            x=np.log10(x * shift["partial"]),
-            y=row.partial,
-            ax=np.log10(x * shift["unpooled"]),
-            ay=row.unpooled,
-            xref="x",
-            yref="y",
-            axref="x",
-            ayref="y",
-            showarrow=True,
-            arrowhead=2,
-            arrowsize=1,
-            arrowwidth=1,
-            arrowcolor="rgba(120,120,120,0.6)",
-            text="",
-        )
+        _arrow(figure, (np.log10(x * shift["unpooled"]), row.unpooled), (np.log10(x * shift["partial"]), row.partial))
     for index, (label, column, symbol) in enumerate(
         (("unpooled", "unpooled", "circle"), ("partially pooled", "partial", "diamond"))
     ):
@@ -651,20 +686,24 @@ def shrinkage_by_size(table: pd.DataFrame, pooled: float, title: str, y_title: s
             + interval_hover
             + "<extra></extra>",
         )
-    reference_line(figure, [jitter.min() * 0.9, jitter.max() * 1.1], [pooled, pooled], f"pooled: {pooled:.2f}")
+    if not isinstance(references, dict):
+        references = {"pooled": references}
+    across = [jitter.min() * 0.9, jitter.max() * 1.1]
+    for (label, value), dash in zip(references.items(), ("dash", "dot", "dashdot"), strict=False):
+        reference_line(figure, across, [value, value], f"{label}: {value:.2f}", dash)
     figure.update_layout(title=title, xaxis={"title": size_title + " (log scale)", "type": "log"}, yaxis_title=y_title)
     return figure
 
 
-def reference_line(figure: go.Figure, x: list, y: list, name: str) -> None:
-    """A dashed black reference line, named in the legend and on hover rather than by a label on the plot, which
-    would sit on the data on a phone."""
+def reference_line(figure: go.Figure, x: list, y: list, name: str, dash: str = "dash") -> None:
+    """A black reference line (dashed unless `dash` says otherwise), named in the legend and on hover rather than by
+    a label on the plot, which would sit on the data on a phone."""
     figure.add_scatter(
         x=x,
         y=y,
         mode="lines",
         name=name,
-        line={"dash": "dash", "color": "black", "width": 1.5},
+        line={"dash": dash, "color": "black", "width": 1.5},
         hovertemplate=f"{name}<extra></extra>",
     )
 
@@ -989,11 +1028,17 @@ def elpd_comparison(comparison: pd.DataFrame, title: str) -> go.Figure:
     return figure
 
 
-def nested_levels(levels: pd.DataFrame, members: pd.DataFrame, title: str, y_title: str) -> go.Figure:
+def nested_levels(
+    levels: pd.DataFrame,
+    members: pd.DataFrame,
+    title: str,
+    y_title: str,
+    member_label: str = "county level (mean)",
+) -> go.Figure:
     """Levels of the upper groups with their 94% central intervals (one trace per `estimate`, e.g. a model), and
     the levels of the groups nested in them as jittered points (Gelman and Hill's picture of a multilevel model).
     `levels` has columns estimate, group, mean, low, high; `members` has columns group (the upper group), member,
-    mean, size."""
+    mean, size. The upper groups appear in the order of their first row in `levels`."""
     figure = go.Figure()
     upper = list(dict.fromkeys(levels["group"]))
     position = {group: index for index, group in enumerate(upper)}
@@ -1002,7 +1047,7 @@ def nested_levels(levels: pd.DataFrame, members: pd.DataFrame, title: str, y_tit
         x=members["group"].map(position) + jitter,
         y=members["mean"],
         mode="markers",
-        name="county level (mean)",
+        name=member_label,
         text=members["member"],
         customdata=counts_text(members["size"]),
         marker={"color": "rgba(120,120,120,0.45)", "size": 5, "symbol": "circle"},
@@ -1037,6 +1082,123 @@ def nested_levels(levels: pd.DataFrame, members: pd.DataFrame, title: str, y_tit
     figure.update_layout(
         title=title,
         yaxis_title=y_title,
-        xaxis={"title": "state", "tickvals": list(range(len(upper))), "ticktext": upper},
+        # no zero line: x is a position, and 0 is the first group's
+        xaxis={"title": "state", "tickvals": list(range(len(upper))), "ticktext": upper, "zeroline": False},
     )
+    return figure
+
+
+def predictive_check(
+    replicated: dict[str, np.ndarray], observed: float, title: str, x_title: str, discrete: bool = False
+) -> go.Figure:
+    """A predictive check of one statistic: its distribution over replicated data sets, one histogram per model
+    (`replicated`: {label: values}), and its observed value as a labelled vertical line. `discrete` statistics
+    (counts) get one bar per value. The histograms are counted here and drawn as bars, which the site's plotly.js
+    bundle has (`plotlyjs.BUNDLE`)."""
+    figure = go.Figure()
+    values = np.concatenate([np.asarray(draws, float) for draws in replicated.values()] + [[observed]])
+    if discrete:
+        edges = np.arange(values.min() - 0.5, values.max() + 1.5)
+    else:
+        low, high = np.quantile(values, [0.0, 1.0])
+        edges = np.linspace(low, high if high > low else low + 1, 61)
+    top = 0.0
+    for index, (label, draws) in enumerate(replicated.items()):
+        draws = np.asarray(draws, float)
+        counts, _ = np.histogram(draws, edges)
+        share = counts / len(draws)
+        top = max(top, share.max())
+        figure.add_bar(
+            x=(edges[:-1] + edges[1:]) / 2,
+            y=share,
+            width=np.diff(edges) * 0.95,
+            name=f"{label}: {len(draws)} replicated data sets",
+            marker={"color": color_of(index)},
+            opacity=0.6,
+            hovertemplate=f"{label}<br>{x_title} %{{x:.3g}}<br>share of replicated data sets %{{y:.3f}}<extra></extra>",
+        )
+    reference_line(figure, [observed, observed], [0, top], f"observed: {observed:.3g}", "solid")
+    figure.update_layout(
+        title=title, xaxis_title=x_title, yaxis_title="share of replicated data sets", barmode="overlay"
+    )
+    return figure
+
+
+def observed_against_intervals(table: pd.DataFrame, title: str, y_title: str, size_title: str) -> go.Figure:
+    """Each group's observed value against the central interval of its replicated values, by group size (log axis):
+    `table` has columns group, size, observed, low, high and outside (observed outside its interval), as from
+    `predictions.county_mean_intervals`; groups outside their interval are drawn apart."""
+    figure = go.Figure()
+    jitter = table["size"] * np.exp(np.random.default_rng(0).uniform(-0.06, 0.06, len(table)))
+    middle = (table["low"] + table["high"]) / 2
+    for index, (label, rows) in enumerate(
+        (("inside its 94% interval", ~table["outside"]), ("outside its 94% interval", table["outside"]))
+    ):
+        part = table[rows]
+        figure.add_scatter(
+            x=jitter[rows],
+            y=part["observed"],
+            mode="markers",
+            name=f"observed county mean, {label} ({int(rows.sum())})",
+            text=part["group"],
+            marker={"color": color_of(index), "size": 7, "symbol": ("circle", "x")[index]},
+            customdata=np.stack([part["size"], part["low"], part["high"]], axis=1),
+            hovertemplate="%{text}<br>" + size_title + " %{customdata[0]}<br>observed mean %{y:.2f}"
+            "<br>94% interval of replicated means %{customdata[1]:.2f} to %{customdata[2]:.2f}<extra></extra>",
+        )
+    figure.add_scatter(
+        x=jitter,
+        y=middle,
+        mode="markers",
+        name="94% central interval of the county's replicated means",
+        marker={"color": "rgba(120,120,120,0.5)", "size": 1},
+        error_y={
+            "type": "data",
+            "array": table["high"] - middle,
+            "arrayminus": middle - table["low"],
+            "thickness": 1,
+            "width": 0,
+            "color": "rgba(120,120,120,0.6)",
+        },
+        hoverinfo="skip",
+    )
+    figure.update_layout(title=title, xaxis={"title": size_title + " (log scale)", "type": "log"}, yaxis_title=y_title)
+    return figure
+
+
+def bivariate_shrinkage(table: pd.DataFrame, centre: tuple[float, float], title: str, x_title: str, y_title: str):
+    """Each group's two unpooled estimates (columns x_unpooled, y_unpooled) joined by an arrow to its two partially
+    pooled ones (x_partial, y_partial), with the population mean `centre` marked (Gelman and Hill's picture of
+    shrinkage in two dimensions). `table` also has columns group and size."""
+    figure = go.Figure()
+    for row in table.itertuples():
+        _arrow(figure, (row.x_unpooled, row.y_unpooled), (row.x_partial, row.y_partial))
+    for index, (label, suffix, symbol) in enumerate(
+        (("unpooled (the county's own homes)", "unpooled", "circle"), ("partially pooled", "partial", "diamond"))
+    ):
+        figure.add_scatter(
+            x=table[f"x_{suffix}"],
+            y=table[f"y_{suffix}"],
+            mode="markers",
+            name=label,
+            text=table["group"],
+            customdata=table["size"],
+            marker={"color": color_of(index), "size": 7, "symbol": symbol},
+            hovertemplate="%{text} (%{customdata})<br>"
+            + label
+            + "<br>"
+            + x_title
+            + " %{x:.2f}<br>"
+            + y_title
+            + " %{y:.2f}<extra></extra>",
+        )
+    figure.add_scatter(
+        x=[centre[0]],
+        y=[centre[1]],
+        mode="markers",
+        name="population mean (μ_α, μ_β)",
+        marker={"color": "black", "size": 12, "symbol": "x"},
+        hovertemplate=f"population mean<br>{x_title} %{{x:.2f}}<br>{y_title} %{{y:.2f}}<extra></extra>",
+    )
+    figure.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title)
     return figure

@@ -1,4 +1,5 @@
-"""Predictions: for a group the model has not seen (Bambi's resampling and the textbook draw), and out of sample (LOO).
+"""Predictions: for a group the model has not seen (Bambi's resampling and the textbook draw), out of sample (LOO),
+and replicated data sets for predictive checks.
 
 Bambi 0.17.2's `predict(..., sample_new_groups=True)` does not draw a new group's effect from N(0, tau): in
 `bambi/model_components.py`, `GroupSpecificComponent._construct_u_with_new_groups` picks, for each draw index,
@@ -16,8 +17,9 @@ import warnings
 import arviz as az
 import numpy as np
 import pandas as pd
+import pymc as pm
 
-from pooling.fitting import Fit
+from pooling.fitting import Fit, add_log_likelihood
 
 
 def _stacked(values) -> np.ndarray:
@@ -56,12 +58,113 @@ def new_group_predictions(result: Fit, rows: pd.DataFrame, term: str, seed: int)
     }
 
 
-def elpd_difference(first, second) -> tuple[float, float]:
-    """elpd_loo of `first` minus that of `second` (two InferenceData with pointwise log-likelihoods of the same
-    observations) and the standard error of the difference, from the pointwise differences [@vehtari2017practical]."""
+def _loo(idata) -> az.ELPDData:
     with warnings.catch_warnings():
-        # Pareto-k warnings are reported per model in the LOO table; here only the difference is wanted.
+        # Pareto-k warnings are reported per model in the LOO table; here only the values are wanted.
         warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto")
-        pointwise = [az.loo(idata, pointwise=True).loo_i.to_numpy() for idata in (first, second)]
-    difference = pointwise[0] - pointwise[1]
+        return az.loo(idata, pointwise=True)
+
+
+def pointwise_loo(result: Fit, step: int = 1) -> az.ELPDData:
+    """PSIS-LOO of a fit, pointwise, from every `step`-th draw of each chain [@vehtari2017practical].
+
+    The pointwise log-likelihood is computed for those draws alone and not kept: for thousands of observations it is
+    the largest array of a fit. Every draw of a thinned chain is still a draw from the posterior, so `step` trades
+    Monte Carlo precision for time and memory, and a fit that needed long chains for the gate need not pay for them
+    twice.
+    """
+    thinned = result.idata.isel(draw=slice(None, None, step))
+    if "log_likelihood" not in thinned.groups():
+        add_log_likelihood(result.model, thinned)
+    return _loo(thinned)
+
+
+def group_log_likelihood(model: pm.Model, idata, group: str = "county"):
+    """Each group's log-likelihood in each draw (chain, draw, group), for a hand-written model whose observed
+    variables are statistics of each group with the group's effect integrated out (`models.three_levels`): each
+    observed variable's dimension names the groups it covers, and its pointwise log-likelihoods are summed by group.
+    """
+    pointwise = pm.compute_log_likelihood(idata, model=model, extend_inferencedata=False, progressbar=False)
+    names = list(model.coords[group])
+    total = 0
+    for values in pointwise.data_vars.values():
+        (dimension,) = [name for name in values.dims if name not in ("chain", "draw")]
+        total = total + values.rename({dimension: group}).reindex({group: names}, fill_value=0.0)
+    return total
+
+
+def group_loo(result: Fit, group: str = "county", step: int = 1) -> az.ELPDData:
+    """PSIS-LOO leaving out one whole group at a time (a new county rather than a new home), from every `step`-th
+    draw, with `group_log_likelihood` as the pointwise log-likelihood."""
+    thinned = result.idata.isel(draw=slice(None, None, step))
+    total = group_log_likelihood(result.model.backend_model, thinned, group)
+    return _loo(az.InferenceData(posterior=thinned.posterior, log_likelihood=total.to_dataset(name=f"{group}s")))
+
+
+def elpd_difference(first, second) -> tuple[float, float]:
+    """elpd of `first` minus that of `second` and the standard error of the difference, from the pointwise
+    differences [@vehtari2017practical]. Each is, for the same observations in the same order, an InferenceData with
+    the pointwise log-likelihood (scored by PSIS-LOO), a `pointwise_loo` or `group_loo` result (to compare one model
+    with several without computing its LOO again), or the pointwise elpd itself (an exact leave-one-out or
+    leave-one-group-out, `shrinkage.held_out_elpd`)."""
+
+    def pointwise(values):
+        if isinstance(values, az.InferenceData):
+            values = _loo(values)
+        if isinstance(values, az.ELPDData):
+            return values.loo_i.to_numpy()
+        return np.asarray(values, dtype=float)
+
+    difference = pointwise(first) - pointwise(second)
     return float(difference.sum()), float(np.sqrt(len(difference) * difference.var()))
+
+
+# The EPA's action level for indoor radon, in pCi/L, and the floor of the book's log radon, log(0 + 0.1): a reading of
+# 0 pCi/L, the lowest the survey records.
+ACTION_LEVEL = 4.0
+LOG_RADON_FLOOR = float(np.log(0.1))
+
+
+def check_statistics(log_radon, county) -> pd.DataFrame:
+    """Statistics of data sets of log radon (one per row of `log_radon`, homes in columns, `county` naming each
+    home's county) that the radon models do not fit directly, for predictive checks:
+
+    - "share above 4 pCi/L": homes whose reading, exp(log radon) - 0.1, exceeds the EPA's action level;
+    - "lowest log radon": the lowest home, whose observed value is the floor log 0.1 of the zero readings;
+    - "homes at or below the floor": homes at or below log 0.1, which data can reach only by reading 0;
+    - "sd of county means": the spread of the counties' mean log radon, which partial pooling does not fit.
+    """
+    values = np.atleast_2d(np.asarray(log_radon, dtype=float))
+    codes, counties = pd.factorize(np.asarray(county))
+    if values.shape[1] != len(codes):
+        raise ValueError(f"log_radon has {values.shape[1]} homes per data set but county names {len(codes)}")
+    membership = np.zeros((len(codes), len(counties)))
+    membership[np.arange(len(codes)), codes] = 1.0
+    county_means = values @ membership / membership.sum(0)
+    return pd.DataFrame(
+        {
+            "share above 4 pCi/L": (values > np.log(ACTION_LEVEL + 0.1)).mean(1),
+            "lowest log radon": values.min(1),
+            "homes at or below the floor": (values <= LOG_RADON_FLOOR + 1e-9).sum(1),
+            "sd of county means": county_means.std(1, ddof=1),
+        }
+    )
+
+
+def county_mean_intervals(log_radon, observed, county, probability: float = 0.94) -> pd.DataFrame:
+    """Each county's observed mean log radon against the central interval of its mean in replicated data sets
+    (`log_radon`: data sets in rows, homes in columns): one row per county, with its homes and whether the observed
+    mean lies outside its interval."""
+    from pooling.fitting import central_quantiles
+
+    values = np.atleast_2d(np.asarray(log_radon, dtype=float))
+    frame = pd.DataFrame(values.T).assign(county=np.asarray(county))
+    replicated = frame.groupby("county", sort=False).mean().to_numpy()  # counties x data sets
+    table = pd.DataFrame(
+        {"observed": pd.Series(np.asarray(observed, float)).groupby(frame["county"].to_numpy(), sort=False).mean()}
+    )
+    table["homes"] = frame.groupby("county", sort=False).size()
+    table["low"], table["high"] = np.quantile(replicated, central_quantiles(probability), axis=1)
+    table["replicated mean"] = replicated.mean(1)
+    table["outside"] = (table["observed"] < table["low"]) | (table["observed"] > table["high"])
+    return table.rename_axis("county")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -13,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import h5py
 import jupytext
 import nbformat
 import yaml
@@ -22,7 +24,7 @@ from traitlets.config import Config
 
 from pooling.data import PROJECT_ROOT
 from pooling.files import NOTICES_VARIABLE, atomic_write_text, notify, read_notices
-from pooling.fitting import chapter_fits, executed_dir, read_ledger
+from pooling.fitting import KEY_ATTRIBUTE, cache_dir, chapter_fits, executed_dir, read_ledger
 
 CELL_TIMEOUT = 1800  # seconds; the all-states fits are the slowest cells
 
@@ -41,8 +43,42 @@ class ChapterResult:
     notices: list[str] = field(default_factory=list)  # from the kernel (cache, data), for the console
 
 
+class SourceError(ValueError):
+    """A file the build reads (`_quarto.yml`, a chapter) cannot be read; the message names its file and line."""
+
+
+def console_path(path: Path) -> Path:
+    """A path as the console shows it: relative to the project when inside it."""
+    return path.relative_to(PROJECT_ROOT) if path.is_relative_to(PROJECT_ROOT) else path
+
+
+def load_yaml(text: str, path: Path, first_line: int = 1):
+    """`text`, the YAML found at line `first_line` of `path`; a SourceError names the file, line and column."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{console_path(path)}:{mark.line + first_line}:{mark.column + 1}" if mark else console_path(path)
+        problem = getattr(error, "problem", None) or str(error).replace("\n", " ")
+        raise SourceError(f"{where}: not valid YAML ({problem}). Correct it there and run again.") from None
+
+
+def read_source(path: Path) -> str:
+    """The text of a file the build reads; a SourceError names the file and why it cannot be read."""
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+        raise SourceError(f"{console_path(path)}: cannot be read ({reason}).") from None
+
+
 def quarto_config(root: Path = PROJECT_ROOT) -> dict:
-    return yaml.safe_load((root / "_quarto.yml").read_text())
+    """The project's `_quarto.yml`; a SourceError names the line and column of a YAML error."""
+    path = root / "_quarto.yml"
+    config = load_yaml(read_source(path), path)
+    if not isinstance(config, dict):
+        raise SourceError(f"{console_path(path)}: holds no options (Quarto expects a mapping such as `project:`).")
+    return config
 
 
 def chapter_sources(root: Path = PROJECT_ROOT) -> list[Path]:
@@ -58,29 +94,51 @@ def chapter_sources(root: Path = PROJECT_ROOT) -> list[Path]:
                     sources.append(root / entry["href"])
                 walk(entry.get("contents", []))
 
-    walk(quarto_config(root)["website"]["sidebar"]["contents"])
+    try:
+        contents = quarto_config(root)["website"]["sidebar"]["contents"]
+    except (KeyError, TypeError):
+        contents = None
+    if not isinstance(contents, list):
+        raise SourceError(
+            f"{console_path(root / '_quarto.yml')}: no list of pages under `website: sidebar: contents:` "
+            "(the build reads the pages from there)."
+        )
+    walk(contents)
     return sources
 
 
-def cell_options(source: str) -> dict:
-    """Quarto's `#|` cell options at the top of a code cell."""
+def cell_options(source: str, path: Path = Path("a code cell"), first_line: int = 1) -> dict:
+    """Quarto's `#|` cell options at the top of a code cell (whose first line is `first_line` of `path`)."""
     lines = []
     for line in source.splitlines():
         if not line.startswith("#|"):
             break
         lines.append(line[2:].strip())
-    return yaml.safe_load("\n".join(lines)) or {} if lines else {}
+    options = load_yaml("\n".join(lines), path, first_line) if lines else {}
+    return options if isinstance(options, dict) else {}
+
+
+FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?)^---[ \t]*$", re.DOTALL | re.MULTILINE)
+
+
+def front_matter(path: Path, text: str | None = None) -> dict:
+    """A page's YAML front matter (`text` is its source, if already read); a SourceError names a YAML error's line."""
+    match = FRONT_MATTER.match(read_source(path) if text is None else text)
+    options = load_yaml(match.group(1), path, first_line=2) if match else {}
+    if options is not None and not isinstance(options, dict):
+        raise SourceError(f"{console_path(path)}:2: the front matter is not a list of `name: value` options.")
+    return options or {}
 
 
 def read_chapter(path: Path) -> tuple[nbformat.NotebookNode, dict]:
-    """A `.qmd` as a notebook (the Jupyter engine's view of it) and its front matter."""
-    notebook = jupytext.reads(path.read_text(), fmt="Rmd")
-    front_matter = {}
+    """A `.qmd` as a notebook (the Jupyter engine's view of it) and its front matter; SourceError if unreadable."""
+    text = read_source(path)
+    options = front_matter(path, text)
+    notebook = jupytext.reads(text, fmt="Rmd")
     if notebook.cells and notebook.cells[0].cell_type == "raw" and notebook.cells[0].source.startswith("---"):
-        front_matter = yaml.safe_load(notebook.cells[0].source.strip("-\n")) or {}
         notebook.cells = notebook.cells[1:]
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    return notebook, front_matter
+    return notebook, options
 
 
 def execution_key(path: Path, root: Path = PROJECT_ROOT) -> str:
@@ -119,6 +177,39 @@ def _reusable(frozen: Path) -> nbformat.NotebookNode | None:
     return notebook
 
 
+def _cached_fit_problem(entry: str) -> str | None:
+    """The cached fit of a ledger entry ("chapter/model/key") and what is wrong with it, found without loading its
+    draws: missing, unreadable (truncated, say), or holding another fit; None when it is there. A flipped bit inside
+    the compressed draws is found only when the fit is loaded (which refits it)."""
+    parts = entry.split("/")
+    if len(parts) != 3:
+        return None  # not recorded by `fit`, which names its entries so
+    _, name, key = parts
+    path = cache_dir() / f"{name}-{key}.nc"
+    try:
+        stored = json.loads(path.with_suffix(".json").read_text())["key"]
+        with h5py.File(path, "r") as netcdf:
+            inside = netcdf["posterior"].attrs.get(KEY_ATTRIBUTE)
+    except FileNotFoundError:
+        return f"{path.name} (missing)"
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"{path.name} (unreadable)"
+    return None if stored == inside and str(stored).startswith(key) else f"{path.name} (another fit's)"
+
+
+def _lost_fits(path: Path, notebook: nbformat.NotebookNode) -> list[str]:
+    """A one-line notice when fits that a reused chapter was made with are gone from the cache."""
+    entries = notebook.metadata.get("pooling", {}).get("fits", [])
+    lost = [problem for problem in map(_cached_fit_problem, entries) if problem]
+    if not lost:
+        return []
+    shown = ", ".join(lost[:3]) + (f" and {len(lost) - 3} more" if len(lost) > 3 else "")
+    return [
+        f"{console_path(path)} was reused, but {len(lost)} of the fits it was made with are not in the cache "
+        f"{cache_dir()}: {shown}. Its next run fits them again."
+    ]
+
+
 def _save_executed(path: Path, notebook: nbformat.NotebookNode, frozen: Path) -> None:
     """Keep the executed notebook for reuse, with its fits; drop older ones of the same chapter."""
     notebook.metadata["pooling"] = {"fits": chapter_fits(path.stem)}
@@ -128,11 +219,12 @@ def _save_executed(path: Path, notebook: nbformat.NotebookNode, frozen: Path) ->
     except OSError as error:
         notify(f"{path.name} will run again next time: its executed notebook was not saved ({error})")
         return
-    _remove_executed(path, keep=frozen)
+    forget_executed(path, keep=frozen)
 
 
-def _remove_executed(path: Path, keep: Path | None = None) -> None:
-    """Delete the chapter's kept executed notebooks (all, or all but `keep`)."""
+def forget_executed(path: Path, keep: Path | None = None) -> None:
+    """Delete the chapter's kept executed notebooks (all, or all but `keep`): a chapter that failed at any stage
+    of the build is never reused."""
     pattern = re.compile(re.escape(path.stem) + r"-[0-9a-f]{16}\.ipynb")
     for stale in executed_dir().glob(f"{path.stem}-*.ipynb"):
         if stale != keep and pattern.fullmatch(stale.name):
@@ -140,11 +232,6 @@ def _remove_executed(path: Path, keep: Path | None = None) -> None:
                 stale.unlink()
             except OSError:
                 pass  # a read-only cache: the stale notebook's key never matches, so it is never reused
-
-
-def console_path(path: Path) -> Path:
-    """A path as the console shows it: relative to the project when inside it."""
-    return path.relative_to(PROJECT_ROOT) if path.is_relative_to(PROJECT_ROOT) else path
 
 
 def _code_cell_lines(path: Path) -> list[int]:
@@ -216,16 +303,22 @@ def execute_chapter(path: Path, reuse_executed: bool = False) -> ChapterResult:
     offline counterpart of Quarto's `freeze`, but keyed on the package and environment too, not only the `.qmd`.
     A page marked `reads-other-pages` in its front matter always runs, and so does a chapter whose fits are
     missing from the ledger. Notices from the kernel (cache, data) and the fits it sampled or loaded are
-    collected for the console, never left in the page.
+    collected for the console, never left in the page; a reused chapter has a notice if its fits are no longer
+    in the cache. A chapter that cannot be read (its front matter, say) fails without running.
     """
-    notebook, front_matter = read_chapter(path)
-    result = ChapterResult(path, front_matter.get("title", path.stem), front_matter.get("abstract", "").strip())
+    try:
+        notebook, options = read_chapter(path)
+    except SourceError as error:
+        forget_executed(path)
+        return ChapterResult(path, path.stem, error=str(error))
+    result = ChapterResult(path, options.get("title", path.stem), str(options.get("abstract", "")).strip())
     start = time.perf_counter()
     frozen = frozen_path(path)
-    if reuse_executed and not front_matter.get("reads-other-pages", False):
+    if reuse_executed and not options.get("reads-other-pages", False):
         reused = _reusable(frozen) if frozen.exists() else None
         if reused is not None:
             result.notebook, result.frozen = reused, True
+            result.notices = _lost_fits(path, reused)
             result.seconds = time.perf_counter() - start
             return result
     scratch = Path(tempfile.mkdtemp(prefix="pooling-"))  # this kernel's sockets and notices
@@ -264,7 +357,7 @@ def execute_chapter(path: Path, reuse_executed: bool = False) -> ChapterResult:
     if result.error is None:
         _save_executed(path, notebook, frozen)
     else:
-        _remove_executed(path)  # its fits are no longer in the ledger: the appendix must not expect them
+        forget_executed(path)  # its fits are no longer in the ledger: the appendix must not expect them
     return result
 
 

@@ -1,12 +1,14 @@
-"""The Quarto site's own steps: the pre-render asset, and the post-render clean-up and checks of the rendered site."""
+"""The Quarto site's own steps: the pre-render asset; after the render, the pages' notebooks, clean-up and checks."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
+from pooling.data import PROJECT_ROOT
 from pooling.files import atomic_write_text
 from pooling.plotlyjs import install
+from pooling.render.notebooks import replace_site_notebooks
 
 
 def pre_render() -> str:
@@ -102,15 +104,17 @@ def accessible_markup(page: str, name: str = "page") -> str:
 NOT_THE_SITE = ["_preview", "_cache", "_freeze", "_screenshots", "data", "src", "tests", "benchmarks"]
 
 
-def post_render(out_dir: Path) -> list[Path]:
-    """Quarto's `post-render` step: take the unneeded third-party scripts out of every page of the rendered site,
-    and fix its folded callouts and citation block for keyboards and screen readers (`accessible_markup`).
+def post_render(out_dir: Path, root: Path = PROJECT_ROOT) -> list[Path]:
+    """Quarto's `post-render` step: put each page's own notebook in place of Quarto's (`replace_site_notebooks`),
+    take the unneeded third-party scripts out of every page of the rendered site, and fix its folded callouts and
+    citation block for keyboards and screen readers (`accessible_markup`).
 
     Then check the whole site: it stops with the file and address of anything a browser would still fetch from
     another host (a page, a stylesheet such as a theme's web-font import), and of any working folder that was
     copied into it. Returns the pages it changed.
     """
     problems = [f"{out_dir / folder}: not part of the site" for folder in NOT_THE_SITE if (out_dir / folder).exists()]
+    replace_site_notebooks(out_dir, root)
     changed = []
     for file in sorted([*out_dir.rglob("*.html"), *out_dir.rglob("*.css")]):
         text = file.read_text()

@@ -1,0 +1,85 @@
+"""Chapter 9's exact computations: groups measured with known standard errors (the eight schools), each state's
+Gaussian likelihood in the three-level model, and priors read from a PyMC model; each against brute force."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import integrate, stats
+
+from pooling.data import radon_all_states
+from pooling.models import RADON_MODELS
+from pooling.shrinkage import ScalePrior, measured_groups_posterior, pymc_prior, state_level_likelihood
+
+# Rubin's eight schools: estimated coaching effects and their standard errors.
+SCHOOLS = np.array([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0])
+ERRORS = np.array([15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0])
+
+
+def _brute_force_tau(estimates, errors, prior, mu_prior):
+    """The marginal posterior of tau by quadrature: theta integrated out (estimate ~ N(mu, sqrt(se^2 + tau^2))),
+    then mu ~ N(mu_prior) integrated on a fine grid."""
+    mu_mean, mu_sd = mu_prior
+    mu = np.linspace(mu_mean - 8 * mu_sd, mu_mean + 8 * mu_sd, 4001)
+
+    def unnormalised(tau):
+        spread = np.sqrt(errors[:, None] ** 2 + tau**2)
+        log_like = stats.norm.logpdf(estimates[:, None], mu[None, :], spread).sum(0) + stats.norm.logpdf(mu, *mu_prior)
+        return np.exp(prior.log_density(tau) + np.log(np.trapezoid(np.exp(log_like), mu)) + 40)
+
+    upper = 400.0
+    total = integrate.quad(unnormalised, 0, upper, limit=400)[0]
+    mean = integrate.quad(lambda tau: tau * unnormalised(tau), 0, upper, limit=400)[0] / total
+    below = integrate.quad(unnormalised, 0, 10, limit=400)[0] / total
+    return mean, below
+
+
+@pytest.mark.parametrize("prior", [ScalePrior("halfnormal", 10.0), ScalePrior("halfcauchy", 5.0)])
+def test_measured_groups_posterior_matches_quadrature_on_the_eight_schools(prior):
+    mu_prior = (0.0, 20.0)
+    exact = measured_groups_posterior(SCHOOLS, ERRORS, prior, mu_prior, [f"school {j}" for j in range(1, 9)])
+    mean, below = _brute_force_tau(SCHOOLS, ERRORS, prior, mu_prior)
+    assert exact.scale_summary("tau")["mean"] == pytest.approx(mean, rel=2e-3)
+    assert exact.probability_below("tau", 10.0) == pytest.approx(below, abs=2e-3)
+    summary = exact.summary()
+    assert list(summary.index[:9]) == [*(f"school {j}" for j in range(1, 9)), "mu"]
+    # every school is pulled toward mu: its posterior mean lies between its estimate and mu's
+    school_means, mu_mean = summary["mean"].iloc[:8].to_numpy(), summary.loc["mu", "mean"]
+    assert np.all((school_means - mu_mean) * (SCHOOLS - school_means) >= 0)
+
+
+@pytest.fixture(scope="module")
+def two_states():
+    return radon_all_states(states=["AZ", "MA"]).dropna(subset=["floor"])
+
+
+def test_state_level_likelihood_is_the_homes_likelihood_of_the_level(two_states):
+    """Given the floor effect, county sd and residual sd, the log-likelihood of the homes (county effects integrated
+    out) is quadratic in a state's level: its maximum and curvature are the estimate and standard error."""
+    floor, county_sd, sigma = pd.Series({"AZ": -0.4, "MA": -0.7}), 0.3, pd.Series({"AZ": 0.9, "MA": 0.95})
+    likelihood = state_level_likelihood(two_states, floor, county_sd, sigma)
+    for state, homes in two_states.groupby("state", observed=True):
+        state = str(state)
+
+        def log_likelihood(level, homes=homes, state=state):
+            total = 0.0
+            for _, county in homes.groupby("county", observed=True):
+                y = county["log_radon"].to_numpy()
+                covariance = sigma[state] ** 2 * np.eye(len(y)) + county_sd**2
+                total += stats.multivariate_normal.logpdf(y, level + floor[state] * county["floor"], covariance)
+            return total
+
+        levels = np.array([0.0, 0.5, 1.0])
+        a, b, _ = np.polyfit(levels, [log_likelihood(level) for level in levels], 2)  # exactly quadratic
+        assert likelihood.loc[state, "estimate"] == pytest.approx(-b / (2 * a), abs=1e-8)
+        assert likelihood.loc[state, "standard_error"] == pytest.approx((-2 * a) ** -0.5, rel=1e-8)
+
+
+def test_priors_are_read_from_the_pymc_model(two_states):
+    model = RADON_MODELS["radon_three_levels_floor"].build(two_states).backend_model
+    assert pymc_prior(model, "state_sd") == ScalePrior("halfnormal", 0.5)
+    assert pymc_prior(model, "mu") == (1.0, 1.0)
+    slopes = RADON_MODELS["radon_correlated_slopes"].build(two_states).backend_model
+    with pytest.raises(ValueError, match="sigma has a HalfStudentT prior"):
+        pymc_prior(slopes, "sigma")
