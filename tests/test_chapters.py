@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 
 import nbformat
@@ -166,3 +167,74 @@ def test_every_page_shows_its_version_line(built_chapters):
         first = code[0]
         shown = "".join(str(output.get("data", {}).get("text/html", "")) for output in first.outputs)
         assert "build-versions" in shown and expected in shown, f"{source.name}: no version line"
+
+
+# An ESS quoted in prose ("smallest bulk and tail ESS of 2012 and 1682"): the integers in the words after "ESS".
+ESS_IN_PROSE = re.compile(r"\bESS\b(?P<after>.{0,60})", re.S)
+INTEGER = re.compile(r"(?<![\d.,])\d{1,3}(?:,\d{3})+(?![\d.])|(?<![\d.,])\d+(?![\d.,]\d)")
+TABLE_CELL = re.compile(r"<t[dh]\b[^>]*>(.*?)</t[dh]>", re.S)
+
+
+def ess_quoted(notebook) -> list[int]:
+    """Every integer within 60 characters after "ESS" in the page's computed prose (code in backticks skipped)."""
+    quoted = []
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            for match in ESS_IN_PROSE.finditer(output.get("data", {}).get("text/markdown", "")):
+                after = re.sub(r"`[^`]*`", "", match["after"])
+                quoted += [int(value.replace(",", "")) for value in INTEGER.findall(after)]
+    return quoted
+
+
+def table_values(notebook) -> set[int]:
+    """Every number printed in the page's HTML tables, rounded to a whole number as the prose quotes an ESS."""
+    values = set()
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            page = output.get("data", {}).get("text/html", "")
+            for text in TABLE_CELL.findall(page if "<table" in page else ""):
+                text = html.unescape(re.sub(r"<[^>]+>", "", text)).strip().replace("−", "-").replace(",", "")
+                try:
+                    values.add(round(float(text)))
+                except ValueError:
+                    continue
+    return values
+
+
+def test_ess_check_finds_a_truncated_ess():
+    """The check below can fail: a table prints ESS 2012 (2011.7 rounded) and the prose 2011 (truncated)."""
+    table = "<table><tr><th>bulk ESS min</th><td>2012</td><td>1,682</td></tr></table>"
+    notebook = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell(outputs=[nbformat.v4.new_output("display_data", {"text/html": table})]),
+            nbformat.v4.new_code_cell(
+                outputs=[
+                    nbformat.v4.new_output(
+                        "display_data",
+                        {"text/markdown": "smallest bulk and tail ESS of 2011\nand 1682 (`x|site_sigma`), line 400."},
+                    )
+                ]
+            ),
+        ]
+    )
+    assert ess_quoted(notebook) == [2011, 1682, 400]
+    assert {2012, 1682} <= table_values(notebook) and 2011 not in table_values(notebook)
+
+
+@pytest.mark.parametrize("source", CHAPTERS, ids=[str(path.relative_to(PROJECT_ROOT)) for path in CHAPTERS])
+def test_chapters_round_ess_in_prose_as_their_tables_do(source):
+    """Prose formats an ESS with `number(value, 0)`, as `diagnostics_table` does: never truncated with int()."""
+    truncated = re.findall(r"\bint\([^()]*\bess\w*[^()]*\)", source.read_text(), re.I)
+    assert not truncated, f"{source.name}: an ESS truncated in prose, {truncated}; write number(value, 0)"
+
+
+@pytest.mark.slow
+def test_every_ess_quoted_in_prose_is_printed_in_a_table_of_the_page(built_chapters):
+    """The prose and the diagnostics tables of a page round alike: each ESS the text quotes is in one of the page's
+    tables as printed (or is the gate's line)."""
+    from pooling.fitting import ESS_BULK_MIN, ESS_TAIL_MIN
+
+    for source, result in built_chapters.items():
+        printed = table_values(result.notebook) | {ESS_BULK_MIN, ESS_TAIL_MIN}
+        missing = [value for value in ess_quoted(result.notebook) if value not in printed]
+        assert not missing, f"{source.name}: ESS {missing} quoted in prose but printed in no table of the page"

@@ -604,3 +604,83 @@ def test_the_ledger_figure_adds_prior_and_likelihood():
     total = prior.log_density(tau) + likelihood
     np.testing.assert_allclose(posterior_curve.y, total - total.max())
     assert [trace.showlegend for trace in figure.data[1:]] == [True, False]
+
+
+def test_tau_likelihood_peak_and_interval_are_the_closed_form_with_sigma_known_and_mu_free():
+    """With sigma fixed and mu's prior all but flat, two sites inform tau through their gap alone, which is
+    N(0, sqrt(2 tau^2 + sigma^2 c^2)): the likelihood peaks at tau^2 = (gap^2 - sigma^2 c^2) / 2 and its 95% interval
+    ends where that normal's log density is 1.92 below its peak."""
+    from pooling.shrinkage import LIKELIHOOD_DROP, slope_gap, tau_likelihood_interval, tau_likelihood_peak
+
+    data = two_sites()
+    gap = slope_gap(data)
+    sigma = ScalePrior("fixed", gap["residual_sd"])
+    noise = (gap["residual_sd"] * gap["spread"]) ** 2
+    peak, _ = tau_likelihood_peak(data, sigma, 1e8)
+    assert peak == pytest.approx(np.sqrt((gap["gap"] ** 2 - noise) / 2), rel=1e-5)
+
+    def log_density(tau):
+        variance = 2 * tau**2 + noise
+        return -0.5 * np.log(variance) - gap["gap"] ** 2 / (2 * variance)
+
+    interval = tau_likelihood_interval(data, sigma, 1e8)
+    assert LIKELIHOOD_DROP == pytest.approx(stats.chi2.ppf(0.95, 1) / 2)
+    for end in ("low", "high"):
+        assert log_density(interval[end]) == pytest.approx(log_density(peak) - LIKELIHOOD_DROP, abs=1e-6)
+    assert interval["low"] < peak < interval["high"]
+
+
+def test_tau_likelihood_peak_does_not_depend_on_the_grid_and_an_interval_may_reach_zero():
+    from pooling.shrinkage import tau_likelihood_interval, tau_likelihood_peak, tau_log_likelihood
+
+    data, sigma = two_sites(), ScalePrior("halfcauchy", 5.0)
+    peak, top = tau_likelihood_peak(data, sigma, 0.1)
+    fine = np.geomspace(peak / 1.01, peak * 1.01, 2001)
+    assert peak == pytest.approx(fine[np.argmax(tau_log_likelihood(data, fine, sigma, 0.1))], rel=1e-4)
+    assert top >= tau_log_likelihood(data, fine, sigma, 0.1).max() - 1e-9
+    # Equal true slopes and noisy sites: the data cannot tell a spread of 0 from a small one.
+    alike = simulate_sites(slopes=(1.0, 1.0), points_per_site=20, noise_sd=1.0, seed=3)
+    interval = tau_likelihood_interval(alike, sigma, 1.0)
+    assert interval["low"] == 0 and 0 < interval["high"] < 10
+
+
+def test_probability_between_is_the_difference_of_the_distribution_function():
+    priors = (ScalePrior("halfcauchy", 0.1), ScalePrior("halfcauchy", 5.0), 1.0)
+    grid = partial_pooling_posterior(two_sites(), *priors).posterior
+    assert grid.probability_between("tau", 2.0, 8.0) == pytest.approx(
+        grid.probability_below("tau", 8.0) - grid.probability_below("tau", 2.0)
+    )
+    assert grid.probability_between("tau", 0.0, np.inf) == pytest.approx(1.0)
+
+
+def test_scale_priors_are_written_to_three_significant_digits_as_the_models_tables_write_them():
+    assert str(ScalePrior("halfnormal", 10.440203543828684)) == "HalfNormal(10.4)"
+    assert str(ScalePrior("halfstudentt", 1.7027165413231808, nu=4.0)) == "HalfStudentT(4, 1.7)"
+    assert str(ScalePrior("lognormal", 1.0, log_sd=1.0)) == "LogNormal(0, 1)"
+    assert str(ScalePrior("fixed", 0.5)) == "fixed at 0.5" and str(ScalePrior("halfcauchy", 0.1)) == "HalfCauchy(0.1)"
+
+
+@pytest.mark.parametrize("noise_per_site", [False, True])
+def test_gap_posterior_predictive_matches_replicating_the_data(noise_per_site):
+    """Replicate both sites' y at their x for each draw, fit each site's slope by least squares and count gaps at
+    least as large as the data's: the smoothed p-value is that count's expectation."""
+    from pooling.shrinkage import gap_posterior_predictive
+
+    data = two_sites()
+    sites = _site_arrays(data)
+    rng = np.random.default_rng(5)
+    draws = 200_000
+    slopes = np.column_stack([rng.normal(1.2, 0.5, draws), rng.normal(-4.5, 0.5, draws)])
+    sigma = np.abs(rng.normal(1.0, 0.2, (draws, 2) if noise_per_site else draws))
+    per_site = np.broadcast_to(sigma.reshape(draws, -1), (draws, 2))
+    replicated = [
+        (slopes[:, [j]] * x + per_site[:, [j]] * rng.normal(size=(draws, len(x)))) @ x / (x @ x)
+        for j, (x, _) in enumerate(sites)
+    ]
+    gaps = replicated[0] - replicated[1]
+    result = gap_posterior_predictive(data, slopes, sigma)
+    assert result["p_value"] == pytest.approx(np.mean(gaps >= result["observed"]), abs=4 * np.sqrt(0.1 / draws))
+    assert result["mean"] == pytest.approx(gaps.mean(), abs=0.01)
+    assert result["sd"] == pytest.approx(gaps.std(), rel=0.01)
+    with pytest.raises(ValueError, match="draws x 2"):
+        gap_posterior_predictive(data, slopes[:, 0], sigma)

@@ -84,6 +84,32 @@ def slope_gap(data: pd.DataFrame) -> dict[str, float]:
     }
 
 
+def gap_posterior_predictive(data: pd.DataFrame, slopes, sigma) -> dict[str, float]:
+    """Posterior predictive check of the gap b_1 - b_2 between two sites' least-squares slopes (`slope_gap`), from
+    posterior draws of the sites' slopes (draws x 2; a pooled slope repeated) and of the noise sd (one per draw, or
+    draws x 2 for a sd per site).
+
+    Given a draw, the gap of data replicated at the same x is exactly N(beta_1 - beta_2, sqrt(sigma_1^2 / S_1 +
+    sigma_2^2 / S_2)), so the one-sided p-value P(replicated gap >= observed gap) is that normal's tail probability
+    averaged over the draws (Rao-Blackwellised): it has no floor at 1 / draws, as a count of replicates has. Returns
+    the observed gap, the replicated gap's mean and sd, and `p_value`.
+    """
+    statistics = sufficient_statistics(data)
+    observed = slope_gap(data)["gap"]
+    slopes = np.asarray(slopes, float)
+    if slopes.ndim != 2 or slopes.shape[1] != 2:
+        raise ValueError(f"slopes must be posterior draws of the two sites' slopes (draws x 2), got {slopes.shape}")
+    sigma = np.broadcast_to(np.asarray(sigma, float).reshape(len(slopes), -1), slopes.shape)
+    mean = slopes[:, 0] - slopes[:, 1]
+    sd = np.sqrt((sigma**2 / statistics["sum_x_squared"].to_numpy(float)).sum(axis=1))
+    return {
+        "observed": observed,
+        "mean": float(mean.mean()),
+        "sd": float(np.sqrt(np.mean(sd**2) + mean.var())),
+        "p_value": float(stats.norm.sf(observed, mean, sd).mean()),
+    }
+
+
 def gap_prior_predictive(data: pd.DataFrame, tau_prior: ScalePrior, sigma_prior: ScalePrior, step: float = 0.005):
     """Prior predictive probability that two sites simulated with the data's x have a standardised gap
     (`slope_gap`) at least as large, in absolute value, as the data's.
@@ -147,14 +173,15 @@ class ScalePrior:
                 raise ValueError(f"{name} applies to a {kind} prior only, not to {self.kind!r}")
 
     def __str__(self) -> str:
-        """As the text writes it: HalfCauchy(0.1), HalfStudentT(3, 0.1), LogNormal(0, 1) (the log's mean and sd)."""
-        number = f"{self.scale:g}"
+        """As the text writes it: HalfCauchy(0.1), HalfStudentT(3, 0.1), LogNormal(0, 1) (the log's mean and sd),
+        to three significant digits as the models' tables of priors (`notation.symbol_table`) print them."""
+        number = f"{self.scale:.3g}"
         if self.kind == "lognormal":
-            return f"LogNormal({np.log(self.scale):g}, {self.log_sd:g})"
+            return f"LogNormal({np.log(self.scale):.3g}, {self.log_sd:.3g})"
         names = {"halfcauchy": "HalfCauchy", "halfnormal": "HalfNormal", "halfstudentt": "HalfStudentT"}
         if self.kind == "fixed":
             return f"fixed at {number}"
-        return f"{names[self.kind]}({f'{self.nu:g}, ' if self.nu is not None else ''}{number})"
+        return f"{names[self.kind]}({f'{self.nu:.3g}, ' if self.nu is not None else ''}{number})"
 
     def log_density(self, value):
         value = np.asarray(value, dtype=float)
@@ -244,7 +271,8 @@ def _grid_cdf(grid, mass, values):
     if len(grid) == 1:
         return np.where(np.asarray(values) < grid[0], 0.0, 1.0)
     edges, cumulative = _cdf_knots(grid, mass)
-    return np.interp(np.log(values), edges, cumulative)
+    with np.errstate(divide="ignore"):  # 0 and infinity are ends of an interval too
+        return np.interp(np.log(values), edges, cumulative)
 
 
 def scale_summary(grid, mass, probability: float = 0.94) -> dict[str, float]:
@@ -432,6 +460,62 @@ def tau_log_likelihood(
     prior = np.asarray(layout["prior_mean"], float), np.asarray(layout["prior_sd"], float)
     log_like, _, _ = _conditional_gaussians(cross, prior, sigma, tau, layout["combinations"][:0])
     return special.logsumexp(log_like + log_sigma_weight[:, None], axis=0)
+
+
+# The 95% likelihood interval of one parameter: where its log-likelihood is within chi2_1(0.95) / 2 of its maximum.
+LIKELIHOOD_DROP = float(stats.chi2.ppf(0.95, 1) / 2)
+
+
+def tau_likelihood_peak(data: pd.DataFrame, sigma_prior: ScalePrior, mu_prior_sd: float | None) -> tuple[float, float]:
+    """Where the likelihood of tau (`tau_log_likelihood`) peaks, and its log there.
+
+    A log grid over twelve decades around the data's scale finds the highest point, and a bounded search in log tau
+    between its neighbours refines it to 1e-6, so every chapter that quotes the peak, or a log-likelihood relative to
+    it, quotes the same number whatever grid it draws. A likelihood that rises all the way down to the grid's lowest
+    tau (slopes closer than their noise) peaks there.
+    """
+    from scipy import optimize
+
+    scale = float(np.std(data["y"])) or 1.0
+    grid = np.geomspace(scale * 1e-6, scale * 1e6, 241)
+    values = tau_log_likelihood(data, grid, sigma_prior, mu_prior_sd)
+    best = int(np.argmax(values))
+    if best in (0, len(grid) - 1):
+        return float(grid[best]), float(values[best])
+    search = optimize.minimize_scalar(
+        lambda log_tau: -tau_log_likelihood(data, np.exp(log_tau), sigma_prior, mu_prior_sd)[0],
+        bounds=(np.log(grid[best - 1]), np.log(grid[best + 1])),
+        method="bounded",
+        options={"xatol": 1e-6},
+    )
+    return float(np.exp(search.x)), float(-search.fun)
+
+
+def tau_likelihood_interval(
+    data: pd.DataFrame, sigma_prior: ScalePrior, mu_prior_sd: float | None, drop: float = LIKELIHOOD_DROP
+) -> dict[str, float]:
+    """The spread the data show: the peak of the likelihood of tau and the range around it where the log-likelihood
+    is within `drop` of its maximum (by default the 95% likelihood interval). An end the likelihood never falls below
+    the line within twelve decades of the data's scale is 0 (below) or infinite (above).
+
+    How much posterior mass a model puts in this range (`_ScaleSummaries.probability_between`) is how far the data
+    get through its prior on tau.
+    """
+    from scipy import optimize
+
+    peak, top = tau_likelihood_peak(data, sigma_prior, mu_prior_sd)
+    scale = float(np.std(data["y"])) or 1.0
+
+    def excess(log_tau):  # how far above the line the log-likelihood lies
+        return tau_log_likelihood(data, np.exp(log_tau), sigma_prior, mu_prior_sd)[0] - (top - drop)
+
+    ends = {}
+    for name, far in (("low", scale * 1e-6), ("high", scale * 1e6)):
+        if excess(np.log(far)) > 0:
+            ends[name] = 0.0 if name == "low" else np.inf
+        else:
+            ends[name] = float(np.exp(optimize.brentq(excess, np.log(far), np.log(peak), xtol=1e-8)))
+    return {"peak": peak, "low": ends["low"], "high": ends["high"], "drop": drop}
 
 
 def _mass_range(values, mass, tail=1e-10, margin=2):
@@ -736,6 +820,10 @@ class _ScaleSummaries:
     def probability_below(self, scale: str, value: float) -> float:
         """Exact posterior probability that a scale is below `value` (the CDF of `scale_summary`)."""
         return float(_grid_cdf(*self.scale_mass(scale), value))
+
+    def probability_between(self, scale: str, low: float, high: float) -> float:
+        """Exact posterior probability that a scale lies between `low` and `high` (say, a likelihood interval)."""
+        return self.probability_below(scale, high) - self.probability_below(scale, low)
 
     def summary(self) -> pd.DataFrame:
         """Mean, sd and 94% central interval of every combination, then of each scale."""
