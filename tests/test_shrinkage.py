@@ -684,3 +684,34 @@ def test_gap_posterior_predictive_matches_replicating_the_data(noise_per_site):
     assert result["sd"] == pytest.approx(gaps.std(), rel=0.01)
     with pytest.raises(ValueError, match="draws x 2"):
         gap_posterior_predictive(data, slopes[:, 0], sigma)
+
+
+@pytest.mark.parametrize("mu_prior_sd", [None, 0.1, 10.0])
+def test_exact_gap_posterior_predictive_matches_the_gaussian_posterior_of_both_slopes(mu_prior_sd):
+    """With sigma and tau fixed the slopes' posterior is one Gaussian: prior covariance tau^2 I + s_mu^2 (mu's
+    prior sd, 0 if mu is fixed), data precision S_j / sigma^2 on each least-squares slope. The replicated gap is the
+    slopes' difference plus N(0, sigma^2 (1 / S_1 + 1 / S_2)); its tail probability is the p-value."""
+    from scipy import stats
+
+    from pooling.shrinkage import exact_gap_posterior_predictive, slope_gap, sufficient_statistics
+
+    data = two_sites()
+    statistics = sufficient_statistics(data)
+    sum_xx, slope = statistics["sum_x_squared"].to_numpy(), statistics["slope"].to_numpy()
+    sigma, tau = 1.3, 0.7
+    prior = tau**2 * np.eye(2) + (mu_prior_sd or 0.0) ** 2
+    covariance = np.linalg.inv(np.linalg.inv(prior) + np.diag(sum_xx / sigma**2))
+    mean = covariance @ (sum_xx / sigma**2 * slope)
+    contrast = np.array([1.0, -1.0])
+    sd = np.sqrt(contrast @ covariance @ contrast + sigma**2 * (1 / sum_xx).sum())
+    observed = slope_gap(data)["gap"]
+    result = partial_pooling_posterior(data, ScalePrior("fixed", tau), ScalePrior("fixed", sigma), mu_prior_sd)
+    check = exact_gap_posterior_predictive(data, result, mu_prior_sd)
+    assert check["mean"] == pytest.approx(contrast @ mean, rel=1e-9)
+    assert check["sd"] == pytest.approx(sd, rel=1e-9)
+    assert check["p_value"] == pytest.approx(stats.norm.sf(observed, contrast @ mean, sd), rel=1e-9)
+    per_site = partial_pooling_posterior(
+        data, ScalePrior("fixed", tau), ScalePrior("halfcauchy", 5.0), 1.0, noise_per_site=True
+    )
+    with pytest.raises(ValueError, match="shared sigma"):
+        exact_gap_posterior_predictive(data, per_site, 1.0)

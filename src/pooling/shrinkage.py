@@ -102,12 +102,53 @@ def gap_posterior_predictive(data: pd.DataFrame, slopes, sigma) -> dict[str, flo
     sigma = np.broadcast_to(np.asarray(sigma, float).reshape(len(slopes), -1), slopes.shape)
     mean = slopes[:, 0] - slopes[:, 1]
     sd = np.sqrt((sigma**2 / statistics["sum_x_squared"].to_numpy(float)).sum(axis=1))
+    return _replicated_gap(observed, mean, sd**2, np.full(len(mean), 1 / len(mean)))
+
+
+def _replicated_gap(observed: float, mean, variance, mass) -> dict[str, float]:
+    """The replicated gap as a mixture of normals (`mass` on each mean and variance): its mean, its sd and the
+    one-sided p-value P(replicated gap >= observed)."""
+    mean, variance, mass = (np.ravel(value) for value in np.broadcast_arrays(mean, variance, mass))
+    average = float(mass @ mean)
     return {
         "observed": observed,
-        "mean": float(mean.mean()),
-        "sd": float(np.sqrt(np.mean(sd**2) + mean.var())),
-        "p_value": float(stats.norm.sf(observed, mean, sd).mean()),
+        "mean": average,
+        "sd": float(np.sqrt(mass @ (variance + (mean - average) ** 2))),
+        "p_value": float(mass @ stats.norm.sf(observed, mean, np.sqrt(variance))),
     }
+
+
+def exact_gap_posterior_predictive(
+    data: pd.DataFrame, result: PartialPoolingPosterior, mu_prior_sd: float | None
+) -> dict[str, float]:
+    """`gap_posterior_predictive` from the exact posterior of the slope model with a shared sigma
+    (`partial_pooling_posterior` on the same data, with `mu_prior_sd` its prior sd of mu, None for mu fixed at 0).
+
+    Given sigma and tau, beta_j = w_j b_j + (1 - w_j) mu + N(0, w_j sigma^2 / S_j) independently given mu, and mu is
+    N(m, V) (the formula of chapter 4), so beta_1 - beta_2 is normal with mean w_1 b_1 - w_2 b_2 + (w_2 - w_1) m and
+    variance sum_j w_j sigma^2 / S_j + (w_2 - w_1)^2 V; a replicated gap adds sigma^2 (1 / S_1 + 1 / S_2). The
+    p-value is that normal's tail probability integrated over the grid of (sigma, tau): no draws, no floor.
+    """
+    checks.instance("result", result, PartialPoolingPosterior)
+    if not isinstance(result.posterior, GaussianGridPosterior):
+        raise ValueError(
+            "result: the exact gap check needs a shared sigma (partial_pooling_posterior without noise_per_site)"
+        )
+    statistics = sufficient_statistics(data)
+    observed = slope_gap(data)["gap"]
+    sum_xx, slope = (statistics[column].to_numpy(float) for column in ("sum_x_squared", "slope"))
+    sigma, tau = result.posterior.sigma_grid[:, None, None], result.posterior.tau_grid[None, :, None]
+    spread = tau**2 + sigma**2 / sum_xx  # variance of b_j given mu
+    weight = tau**2 / spread
+    if mu_prior_sd is None:
+        mu_mean, mu_variance = 0.0, 0.0
+    else:
+        precision = checks.number("mu_prior_sd", mu_prior_sd, positive=True) ** -2 + (1 / spread).sum(-1)
+        mu_mean, mu_variance = (slope / spread).sum(-1) / precision, 1 / precision
+    contrast = weight[..., 1] - weight[..., 0]  # the coefficient of mu in beta_1 - beta_2
+    mean = weight[..., 0] * slope[0] - weight[..., 1] * slope[1] + contrast * mu_mean
+    variance = (weight * sigma**2 / sum_xx).sum(-1) + contrast**2 * mu_variance + (sigma**2 / sum_xx).sum(-1)
+    return _replicated_gap(observed, mean, variance, result.posterior.cell)
 
 
 def gap_prior_predictive(data: pd.DataFrame, tau_prior: ScalePrior, sigma_prior: ScalePrior, step: float = 0.005):
