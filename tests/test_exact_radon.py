@@ -14,6 +14,7 @@ from pooling.shrinkage import (
     exact_against_mcmc,
     gaussian_grid_posterior,
     held_out_elpd,
+    held_out_scores,
     partial_pooling_posterior,
     varying_intercept_draws,
     varying_intercept_posterior,
@@ -239,11 +240,22 @@ def test_held_out_elpd_is_the_ratio_of_brute_force_marginal_likelihoods(groups):
     group_design = membership if groups else np.empty((len(y), 0))
     everything = brute_force_log_evidence(y, design, prior_mean, prior_sd, group_design, np.arange(len(y)))
     for labels in (data["g"].astype(str).to_numpy(), np.arange(len(y))):
-        exact = held_out_elpd(model, labels, grid_points=120)
-        for label, value in exact.items():
+        exact = held_out_scores(model, labels, grid_points=120)
+        pd.testing.assert_series_equal(held_out_elpd(model, labels, grid_points=120), exact["jointly"])
+        for label, (jointly, one_at_a_time) in exact.iterrows():
             kept = np.flatnonzero(labels != label)
-            reference = everything - brute_force_log_evidence(y, design, prior_mean, prior_sd, group_design, kept)
-            assert value == pytest.approx(reference, abs=2e-4), (labels, label)
+            without = brute_force_log_evidence(y, design, prior_mean, prior_sd, group_design, kept)
+            assert jointly == pytest.approx(everything - without, abs=2e-4), (labels, label)
+            rows = np.flatnonzero(labels == label)
+            if len(rows) == 1:  # a single row has one score
+                assert one_at_a_time == pytest.approx(jointly, abs=1e-9)
+                continue
+            # each held-out row alone: p(y_i | y_-S) = p(y_i, y_-S) / p(y_-S)
+            alone = sum(
+                brute_force_log_evidence(y, design, prior_mean, prior_sd, group_design, np.append(kept, row)) - without
+                for row in rows
+            )
+            assert one_at_a_time == pytest.approx(alone, abs=2e-4), (labels, label)
 
 
 def test_leave_one_out_closed_form_agrees_with_the_marginal_likelihood_ratio(radon):
