@@ -393,3 +393,26 @@ def az_ess(values):
     import arviz as az
 
     return az.ess(np.asarray(values))
+
+
+def test_given_the_scales_with_flat_priors_the_floor_effect_is_the_within_between_mix(radon):
+    """Generalised least squares at fixed (sigma, tau), two ways: the engine with the scales fixed and flat priors,
+    against `within_between`'s closed form. The varying-intercept model's floor effect is the weighted mix of the
+    within- and between-county slopes; with the county's first-floor share as a predictor (Mundlak), the floor
+    effect is the within slope and the share's coefficient the between slope minus the within one, exactly."""
+    from pooling.models import with_first_floor_share
+    from pooling.shrinkage import within_between
+
+    scales = {"sigma": 0.73, "tau": 0.32}
+    split = within_between(radon, "floor", "log_radon", "county", scales["sigma"], scales["tau"])
+    mixed = varying_intercept_posterior(
+        RADON_MODELS["radon_varying_intercepts"].build(radon), given=scales, flat=True
+    ).summary()
+    assert mixed.loc["floor", "mean"] == pytest.approx(split["slope"], abs=1e-9)
+    contextual = varying_intercept_posterior(
+        RADON_MODELS["radon_contextual"].build(with_first_floor_share(radon)), given=scales, flat=True
+    ).summary()
+    assert contextual.loc["floor", "mean"] == pytest.approx(split["within"], abs=1e-9)
+    assert contextual.loc["first_floor_share", "mean"] == pytest.approx(split["between"] - split["within"], abs=1e-9)
+    with pytest.raises(ValueError, match="not \\['nu'\\]"):
+        varying_intercept_posterior(RADON_MODELS["radon_varying_intercepts"].build(radon), given={"nu": 3})

@@ -1133,8 +1133,13 @@ def _conditional_gaussians(cross, prior, sigma, tau, combinations):
     return log_like, means, variances
 
 
+# The prior sd that `varying_intercept_posterior(..., flat=True)` gives every coefficient: flat for any data on the
+# scale of log radon, and still a proper prior, so the engine's algebra is unchanged.
+FLAT_PRIOR_SD = 1e6
+
+
 def varying_intercept_posterior(
-    model, probability: float = 0.94, grid_points: int = 50, passes: int = 3
+    model, probability: float = 0.94, grid_points: int = 50, passes: int = 3, given=None, flat: bool = False
 ) -> GaussianGridPosterior:
     """The exact posterior of a Bambi model `y ~ 1 + terms + (1 | group)`, Gaussian, with Bambi's own priors (or of a
     model without the group term, such as complete or no pooling: then "tau" is a fixed placeholder).
@@ -1143,19 +1148,34 @@ def varying_intercept_posterior(
     sampler fits. Bambi sets all of them when the model is created: the PyMC graph (`model.build()`) is not
     needed. The combinations returned are named in `_varying_intercept_layout`.
 
+    Two changes of one thing each, for comparisons: `given` ({"sigma": 0.73, "tau": 0.32}) fixes those scales
+    instead of integrating over their priors, and `flat` puts a flat prior (`FLAT_PRIOR_SD`) on every coefficient.
+    With both, the posterior mean is generalised least squares at those scales.
+
     Any other model is refused by name (`checks.varying_intercept_model`): another family or link, no group term
     or more than one, a varying slope, a categorical predictor, a prior other than Normal on a coefficient.
     """
     checks.grid_settings(probability, grid_points, passes)
     layout = _varying_intercept_layout(model)
+    given = dict(given or {})
+    unknown = set(given) - {"sigma", "tau"}
+    if unknown:
+        raise ValueError(f"given fixes the scales 'sigma' and 'tau', not {sorted(unknown)}")
+    scale_priors = {
+        name: ScalePrior("fixed", checks.number(f"given[{name!r}]", given[name], positive=True))
+        if name in given
+        else layout[f"{name}_prior"]
+        for name in ("sigma", "tau")
+    }
+    prior_sd = np.full_like(layout["prior_sd"], FLAT_PRIOR_SD) if flat else layout["prior_sd"]
     return gaussian_grid_posterior(
         model.response_component.term.data,
         layout["fixed_design"],
         layout["prior_mean"],
-        layout["prior_sd"],
+        prior_sd,
         layout["group_design"],
-        layout["sigma_prior"],
-        layout["tau_prior"],
+        scale_priors["sigma"],
+        scale_priors["tau"],
         layout["combinations"],
         layout["names"],
         probability,
