@@ -733,6 +733,19 @@ class _ScaleSummaries:
         """Exact posterior mean, sd, median and central interval of a scale (see `scale_summary`)."""
         return scale_summary(*self.scale_mass(scale), probability)
 
+    def scale_mode(self, scale: str) -> float:
+        """The mode of a scale's marginal posterior density: the grid cell of highest density (mass over width), refined
+        by a parabola through the log density there and at its two neighbours."""
+        grid, mass = self.scale_mass(scale)
+        with np.errstate(divide="ignore"):
+            log_density = np.log(mass) - np.log(np.gradient(grid))
+        peak = int(np.clip(np.argmax(log_density), 1, len(grid) - 2))
+        (low, centre, high), (left, middle, right) = grid[peak - 1 : peak + 2], log_density[peak - 1 : peak + 2]
+        # vertex of the parabola through the three points
+        numerator = (centre - low) ** 2 * (middle - right) - (centre - high) ** 2 * (middle - left)
+        denominator = (centre - low) * (middle - right) - (centre - high) * (middle - left)
+        return float(centre - 0.5 * numerator / denominator) if denominator else float(centre)
+
     def probability_below(self, scale: str, value: float) -> float:
         """Exact posterior probability that a scale is below `value` (the CDF of `scale_summary`)."""
         return float(_grid_cdf(*self.scale_mass(scale), value))
