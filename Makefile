@@ -11,7 +11,7 @@ RADON_MIRROR ?= $(wildcard $(abspath ../shared/data/radon))
 export RADON_MIRROR
 export PATH := $(BIN):$(PATH)
 
-.PHONY: site test lint bench browser clean-cache
+.PHONY: site test lint bench bench-weight browser lighthouse clean-cache
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,15 +34,21 @@ site: $(VENV)/.installed
 		$(BIN)/python -m pooling.build preview --jobs 2; \
 	fi
 
-# The accessibility engine the browser tests run on every page (installed from npm into .axe/).
+# The accessibility engine the browser tests run on every page, and Bootstrap with the cosmo theme for the test page
+# of Quarto's own callout markup (installed from npm into .axe/; Quarto 1.10 ships Bootstrap 5.3).
 AXE_VERSION = 4.14.1
 AXE = .axe/node_modules/axe-core/axe.min.js
+BOOTSTRAP_VERSION = 5.3.8
+BOOTSTRAP_JS = .axe/node_modules/bootstrap/dist/js/bootstrap.bundle.min.js
+COSMO_CSS = .axe/node_modules/bootswatch/dist/cosmo/bootstrap.min.css
 
 browser:
 	@command -v chromium >/dev/null 2>&1 || { \
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; \
 		else echo "Install Chromium (Debian: apt-get install chromium chromium-driver) for the browser tests."; exit 1; fi; }
 	@[ -f $(AXE) ] || npm install --silent --no-audit --no-fund --prefix .axe axe-core@$(AXE_VERSION)
+	@[ -f $(BOOTSTRAP_JS) ] && [ -f $(COSMO_CSS) ] || npm install --silent --no-audit --no-fund --prefix .axe \
+		bootstrap@$(BOOTSTRAP_VERSION) bootswatch@$(BOOTSTRAP_VERSION)
 
 test: $(VENV)/.installed browser
 	$(BIN)/python -m pytest
@@ -54,6 +60,14 @@ lint: $(VENV)/.installed
 # Not part of the tests: timings live here, written to benchmarks/results.md.
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/run.py
+
+# Page weight and Lighthouse scores of the preview against an earlier one: make bench-weight BEFORE=/path/_preview
+LIGHTHOUSE_VERSION = 12.8.2
+lighthouse: browser
+	@[ -x .lighthouse/node_modules/.bin/lighthouse ] || npm install --silent --no-audit --no-fund --prefix .lighthouse lighthouse@$(LIGHTHOUSE_VERSION)
+
+bench-weight: $(VENV)/.installed lighthouse
+	$(BIN)/python benchmarks/weight.py --before $(BEFORE) --after _preview
 
 clean-cache:
 	rm -rf _cache _freeze

@@ -288,7 +288,7 @@ def test_a_fit_passed_for_its_model_is_named(intercepts):
         _fast(result)
 
 
-@pytest.mark.parametrize("probability", [0, 1, 1.5, -0.1, float("nan"), "0.94"])
+@pytest.mark.parametrize("probability", [0, 1e-174, 1, 1.5, -0.1, float("nan"), "0.94"])
 def test_the_interval_probability_must_be_between_0_and_1(probability, intercepts):
     """probability=0 returned zero-width intervals."""
     error = TypeError if isinstance(probability, str) else ValueError

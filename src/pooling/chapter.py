@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime
 import itertools
 import os
-import shutil
 import warnings
 from pathlib import Path
 
@@ -14,21 +13,10 @@ import plotly.io as pio
 from IPython.display import HTML, Markdown, display
 from plotly.io._base_renderers import MimetypeRenderer
 
+from pooling import plots
 from pooling.data import PROJECT_ROOT
 from pooling.fitting import central_quantiles, forget_chapter, library_versions
-
-PLOTLY_ASSET = Path("assets") / "plotly.min.js"
-
-
-def ensure_plotly_asset(root: Path = PROJECT_ROOT) -> Path:
-    """Copy the plotly.js that the plotly package ships into the site, so figures need no CDN."""
-    source = Path(pio.__file__).parents[1] / "package_data" / "plotly.min.js"
-    target = root / PLOTLY_ASSET
-    if not target.exists() or target.stat().st_size != source.stat().st_size:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
-    return target
-
+from pooling.plotlyjs import PLOTLY_ASSET
 
 # Figure ids numbered in order of display: unique on the page and identical on every re-render.
 # (plotly copies a renderer before each use, so the count cannot live on the renderer.)
@@ -36,28 +24,34 @@ FIGURE_NUMBERS = itertools.count(1)
 
 
 class BookRenderer(MimetypeRenderer):
-    """Plotly figures as plain HTML that expects plotly.js already loaded once by the page."""
+    """Plotly figures as the page's HTML (`plots.figure_html`): the page's first one loads plotly.js."""
 
     def to_mimebundle(self, fig_dict):
-        html = pio.to_html(
-            fig_dict,
-            full_html=False,
-            include_plotlyjs=False,
-            div_id=f"plotly-figure-{next(FIGURE_NUMBERS)}",
-            config={"responsive": True, "displaylogo": False},
-            validate=False,
-        )
-        return {"text/html": html}
+        return {"text/html": plots.figure_html(fig_dict, div_id=f"plotly-figure-{next(FIGURE_NUMBERS)}")}
 
 
 def _book_template() -> dict:
+    """plotly_white, sized for a phone as well as a laptop, without the defaults of traces the site cannot draw."""
     template = pio.templates["plotly_white"].to_plotly_json()
+    template["data"] = {kind: template["data"][kind] for kind in ("scatter", "bar")}
+    for unused in ("geo", "mapbox", "polar", "scene", "ternary", "coloraxis", "annotationdefaults"):
+        template["layout"].pop(unused, None)
     template["layout"].update(
-        font={"size": 14},
-        title={"x": 0.0, "xanchor": "left", "font": {"size": 17}},
-        # Legends go under the plot: on a phone a side legend squeezes the plot and a top one hits the title.
-        legend={"orientation": "h", "yanchor": "top", "y": -0.2, "x": 0, "xanchor": "left"},
-        margin={"l": 60, "r": 20, "t": 60, "b": 40},
+        font={"size": 13},
+        title={"x": 0.0, "xanchor": "left", "xref": "container", "pad": {"l": 8}, "font": {"size": 16}},
+        # Legends go under the plot, at the figure's foot: on a phone a side legend squeezes the plot and a top one
+        # hits the title. The figure's margin grows to make room for it.
+        legend={
+            "orientation": "h",
+            "xref": "container",
+            "x": 0,
+            "yref": "container",
+            "y": 0,
+            "yanchor": "bottom",
+            "font": {"size": 12},
+        },
+        margin={"l": 55, "r": 20, "t": 60, "b": 40, "pad": 0},
+        modebar={"orientation": "v"},
         hoverlabel={"namelength": -1},
         autosize=True,
     )
@@ -86,7 +80,7 @@ def version_line(day: datetime.date | None = None, appendix: str | None = None) 
 
 
 def setup_chapter(name: str) -> None:
-    """Seed, plotly template and renderer, plotly.js loaded once for the page, and the page's version line."""
+    """Seed, plotly template and renderer (the page's first figure loads plotly.js), and the page's version line."""
     os.environ["POOLING_CHAPTER"] = name
     forget_chapter(name)
     # pip's PyTensor has no BLAS to link; it only slows the small graphs compiled for predictions here.
@@ -96,9 +90,7 @@ def setup_chapter(name: str) -> None:
     pio.templates.default = "book"
     pio.renderers["book"] = BookRenderer()
     pio.renderers.default = "book"
-    asset = ensure_plotly_asset()
-    relative = os.path.relpath(asset, Path.cwd())
-    display(HTML(f'<script src="{relative}"></script>'))
+    plots.start_page(os.path.relpath(PROJECT_ROOT / PLOTLY_ASSET, Path.cwd()))
     appendix = os.path.relpath(APPENDIX.with_suffix(".html"), Path.cwd()) if name != APPENDIX.stem else None
     display(HTML(version_line(appendix=appendix)))
 

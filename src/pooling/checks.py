@@ -53,6 +53,15 @@ def probability(name: str, value, example: str = "0.94 for a 94% interval") -> f
     return value
 
 
+def coverage(name: str, value) -> float:
+    """An interval's probability, from 0.01 to 0.9999: below, the interval is a point in floating point; above, its
+    ends lie where no grid or sample reaches."""
+    value = probability(name, value)
+    if not 0.01 <= value <= 0.9999:
+        raise ValueError(f"{name} must be from 0.01 to 0.9999 (0.94 for a 94% interval), got {value!r}")
+    return value
+
+
 def frame(name: str, data, columns: list[str]) -> pd.DataFrame:
     """A non-empty DataFrame holding `columns`, the numeric ones finite."""
     if not isinstance(data, pd.DataFrame):
@@ -428,7 +437,7 @@ def grid_settings(probability_value, grid_points, passes) -> tuple[float, int, i
     """The interval probability, the grid points per scale and the passes of a grid engine, checked."""
     # The grid holds grid_points^2 x groups values: 2000 per scale is far past any accuracy the book needs.
     return (
-        probability("probability", probability_value),
+        coverage("probability", probability_value),
         whole_number("grid_points", grid_points, minimum=2, maximum=2000),
         whole_number("passes", passes, maximum=10),
     )

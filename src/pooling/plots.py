@@ -3,15 +3,152 @@
 from __future__ import annotations
 
 import html
+import json
+import re
+import textwrap
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+import plotly.io as pio
 from plotly.colors import qualitative
 
 from pooling.fitting import central_quantiles
+from pooling.plotlyjs import check_traces, loader_tag
 
 PALETTE = qualitative.Safe
+MARKER_SYMBOLS = ("circle", "diamond", "square", "triangle-up", "cross", "triangle-down", "star", "hexagon")
+# Zoom, pan, reset and download: the toolbar stands upright at the figure's right edge, clear of the title. Not
+# plotly.js 4's "Share chart", which uploads the figure to Plotly's cloud.
+FIGURE_CONFIG = {
+    "responsive": True,
+    "displaylogo": False,
+    "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d", "zoomIn2d", "zoomOut2d", "sendChartToCloud"],
+}
+# The page being written: its first figure loads plotly.js (`start_page`, called by `chapter.setup_chapter`).
+_PAGE = {"plotly": None, "loaded": False}
+
+
+def start_page(plotly_source: str | None) -> None:
+    """A new page begins: its first figure will load plotly.js from `plotly_source` (an address relative to it)."""
+    _PAGE.update(plotly=plotly_source, loaded=False)
+
+
+# Runs after a figure is drawn, and again when the window changes size: the title, the axis titles, the legend's
+# entries and the notes (such as subplot titles) wrap to the space they have (plotly never wraps text, it cuts it
+# off), and where the title, legend, menus and axis labels leave the plot less than 40% of the figure (on a phone),
+# the figure grows taller, at most to 2.5 times its height, rather than squeezing the plot.
+FIT_SCRIPT = """
+(function (gd) {
+  var TARGET = 0.4, height = gd._fullLayout.height, full = gd._fullLayout, top = full.margin.t;
+  function titleOf(key) { return ((gd.layout[key] || {}).title || {}).text || ""; }  // never plotly's placeholder
+  var axes = Object.keys(full).filter(function (key) { return /^[xy]axis\\d*$/.test(key) && titleOf(key); });
+  var original = {
+    title: (gd.layout.title || {}).text || "",
+    axes: axes.map(titleOf),
+    names: gd.data.map(function (trace) { return trace.name || ""; }),
+    notes: (gd.layout.annotations || []).map(function (note) { return note.text || ""; })
+  };
+  var measure = document.createElement("canvas").getContext("2d");
+  function share() {
+    var area = 0, now = gd._fullLayout;
+    Object.keys(now._plots).forEach(function (id) {
+      area += now._plots[id].xaxis._length * now._plots[id].yaxis._length;
+    });
+    return area / (now.width * now.height);
+  }
+  function wrapped(text, font, width) {
+    measure.font = font.size + "px " + font.family;
+    var lines = [], line = "";
+    text.replace(/<br>/g, " ").split(" ").forEach(function (word) {
+      var longer = line ? line + " " + word : word;
+      if (line && measure.measureText(longer.replace(/<[^>]*>/g, "")).width > width) {
+        lines.push(line);
+        line = word;
+      } else {
+        line = longer;
+      }
+    });
+    return lines.concat([line]).join("<br>");
+  }
+  function grow(round) {
+    var now = share(), current = gd._fullLayout.height;
+    if (now >= TARGET || round > 4 || current >= 2.5 * height) { return; }
+    var taller = Math.min(Math.ceil(current * Math.min(TARGET / now, 1.5)), Math.round(2.5 * height));
+    Plotly.relayout(gd, {height: taller}).then(function () { grow(round + 1); });
+  }
+  function fit() {
+    var now = gd._fullLayout, layout = {height: height}, named = [], names = [];
+    if (original.title) {  // each line the title gains pushes the plot down rather than onto what is below it
+      layout["title.text"] = wrapped(original.title, now.title.font, now.width - 60);
+      layout["margin.t"] = top + (layout["title.text"].split("<br>").length - 1) * 1.3 * now.title.font.size;
+    }
+    axes.forEach(function (key, index) {
+      var axis = now[key], room = key[0] === "x" ? axis._length + 40 : axis._length;
+      if (original.axes[index]) { layout[key + ".title.text"] = wrapped(original.axes[index], axis.title.font, room); }
+    });
+    original.notes.forEach(function (text, index) {
+      var note = now.annotations[index] || {font: now.font, xref: ""};  // a subplot title is centred on its x
+      var centre = note.xref === "paper" ? now._size.l + note.x * now._size.w : now.width / 2;
+      var room = 2 * Math.min(centre, now.width - centre) - 20;
+      if (text) { layout["annotations[" + index + "].text"] = wrapped(text, note.font, room); }
+    });
+    original.names.forEach(function (name, index) {
+      if (name && now.showlegend) { named.push(index); names.push(wrapped(name, now.legend.font, now.width - 60)); }
+    });
+    Plotly.update(gd, named.length ? {name: names} : {}, layout, named).then(function () { grow(0); });
+  }
+  var pending;
+  window.addEventListener("resize", function () { clearTimeout(pending); pending = setTimeout(fit, 200); });
+  fit();
+})(document.getElementById("{plot_id}"));
+"""
+
+
+def _when_plotly_is_ready(markup: str) -> str:
+    """The figure's script, run once plotly.js is there: at once when it is (a page already loaded), else when the
+    page has been parsed, after the page's deferred plotly.js has run."""
+    return re.sub(
+        r"<script>(.*?)</script>",
+        lambda script: (
+            "<script>(function () { function draw() {"
+            + script.group(1)
+            + "} if (window.Plotly) { draw(); } else { document.addEventListener('DOMContentLoaded', draw); } })();"
+            "</script>"
+        ),
+        markup,
+        count=1,
+        flags=re.DOTALL,
+    )
+
+
+def figure_html(figure: go.Figure | dict, div_id: str, post_script: str = "") -> str:
+    """A figure as the page's HTML: plotly.js loaded, deferred, with the page's first figure (none is loaded on a
+    page without figures), the drawing run once it has loaded, then fitted to the screen (`FIT_SCRIPT`).
+
+    Stops on a trace type the site's plotly.js cannot draw (`plotlyjs.check_traces`).
+    """
+    figure = figure if isinstance(figure, dict) else figure.to_plotly_json()
+    check_traces(figure)
+    legend = figure.get("layout", {}).get("legend", {})
+    if ("y" in legend and "yref" not in legend) or ("x" in legend and "xref" not in legend):
+        # A builder that places its legend itself means plotly's usual plot-relative place, not the template's
+        # figure-relative one (chapter._book_template), which would put a negative y off the figure.
+        figure["layout"]["legend"] = {"xref": "paper", "yref": "paper", **legend}
+    markup = pio.to_html(
+        figure,
+        full_html=False,
+        include_plotlyjs=False,
+        div_id=div_id,
+        post_script=[FIT_SCRIPT, post_script] if post_script else FIT_SCRIPT,
+        config=FIGURE_CONFIG,
+        validate=False,
+    )
+    markup = _when_plotly_is_ready(markup)
+    if _PAGE["plotly"] and not _PAGE["loaded"]:
+        _PAGE["loaded"] = True
+        markup = loader_tag(_PAGE["plotly"]) + markup
+    return markup
 
 
 def color_of(index: int) -> str:
@@ -146,40 +283,62 @@ def posterior_densities(
             line={"color": color_of(index), "width": 1.5, "dash": "dash"},
             hovertemplate=f"{label}<br>value %{{x:.2f}}<br>density %{{y:.3f}}<extra></extra>",
         )
+    top = max((max(trace.y) for trace in figure.data), default=1.0)
     for label, value in (marks or {}).items():
-        figure.add_vline(x=value, line={"dash": "dot", "color": "black"}, annotation_text=f"{label}: {value:.2f}")
+        reference_line(figure, [value, value], [0, top], f"{label}: {value:.2f}", "dot")
     figure.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title)
     return figure
 
 
 def interval_plot(rows: pd.DataFrame, title: str, x_title: str, truth: dict[str, float] | None = None) -> go.Figure:
-    """Posterior means with 94% central intervals, one row per (estimate, group): columns
-    `estimate`, `group`, `mean`, `low`, `high`; optional true values per group as vertical lines."""
+    """Posterior means with 94% central intervals, one row per (estimate, group): columns `estimate`, `group`,
+    `mean`, `low`, `high`. Each group has a band on the y axis, labelled by the group alone (short labels leave the
+    plot its width on a phone), with each estimate at its own place in the band, named by colour and legend;
+    optional true values per group as dotted marks across their band."""
     figure = go.Figure()
-    for index, (estimate, part) in enumerate(rows.groupby("estimate", sort=False)):
+    groups = list(dict.fromkeys(rows["group"]))
+    estimates = list(dict.fromkeys(rows["estimate"]))
+    offsets = np.linspace(-0.35, 0.35, len(estimates)) if len(estimates) > 1 else np.zeros(1)
+    for index, estimate in enumerate(estimates):
+        part = rows[rows["estimate"] == estimate]
         figure.add_scatter(
             x=part["mean"],
-            y=part["group"] + " · " + estimate,
+            y=part["group"].map(groups.index) + offsets[index],
             mode="markers",
             name=estimate,
-            marker={"color": color_of(index), "size": 10},
+            marker={"color": color_of(index), "size": 9, "symbol": MARKER_SYMBOLS[index % len(MARKER_SYMBOLS)]},
             error_x={
                 "type": "data",
                 "symmetric": False,
                 "array": part["high"] - part["mean"],
                 "arrayminus": part["mean"] - part["low"],
             },
-            customdata=part[["low", "high"]].to_numpy(),
-            hovertemplate=f"{estimate}<br>%{{y}}<br>mean %{{x:.2f}}<br>94% central interval: %{{customdata[0]:.2f}} to "
-            "%{customdata[1]:.2f}<extra></extra>",
+            customdata=np.column_stack([part["low"], part["high"], part["group"]]),
+            hovertemplate=f"{estimate}<br>%{{customdata[2]}}<br>mean %{{x:.2f}}<br>94% central interval: "
+            "%{customdata[0]:.2f} to %{customdata[1]:.2f}<extra></extra>",
         )
-    for group, value in (truth or {}).items():
-        figure.add_vline(x=value, line={"dash": "dot", "color": "grey"}, annotation_text=f"true {group}: {value:g}")
+    if truth:
+        positions = [groups.index(group) for group in truth]
+        figure.add_scatter(
+            x=[value for value in truth.values() for _ in range(3)],
+            y=[y for position in positions for y in (position - 0.45, position + 0.45, None)],
+            mode="lines",
+            name="true value",
+            line={"dash": "dot", "color": "grey", "width": 2},
+            customdata=[group for group in truth for _ in range(3)],
+            hovertemplate="true value for %{customdata}: %{x:g}<extra></extra>",
+        )
     figure.update_layout(
         title=title,
         xaxis_title=x_title,
-        yaxis={"title": None, "autorange": "reversed"},
-        height=max(380, 32 * len(rows) + 160),
+        yaxis={
+            "title": None,
+            "tickvals": list(range(len(groups))),
+            "ticktext": groups,
+            "range": [len(groups) - 0.5, -0.5],
+            "showgrid": False,
+        },
+        height=max(380, 24 * len(rows) + 200),
     )
     return figure
 
@@ -225,159 +384,181 @@ def funnel(result, scale: str, effect: str, group: str, symbols: tuple[str, str]
     return figure
 
 
-EXPLORER_SCRIPT = """
-var gd = document.getElementById('{plot_id}');
-function showSetting() {
-  var key = gd.layout.sliders.map(function (slider) { return slider.active; }).join('-');
-  var frame = gd.layout.meta.frames[key];
-  Plotly.update(gd, frame.data, frame.layout, frame.data.x.map(function (_, index) { return index; }));
-}
-gd.on('plotly_sliderchange', function () { setTimeout(showSetting, 0); });
-"""
-# The same numbers as text, for readers without a pointer or a screen: rewritten on each slider change and
-# announced by screen readers (aria-live).
-EXPLORER_SUMMARY_SCRIPT = """
-gd.on('plotly_sliderchange', function () { setTimeout(function () {
-  var key = gd.layout.sliders.map(function (slider) { return slider.active; }).join('-');
-  var dials = gd.layout.sliders.map(function (slider) {
-    return slider.currentvalue.prefix + slider.steps[slider.active].label; }).join(', ');
-  document.getElementById('{plot_id}-summary').textContent = dials + '. ' + gd.layout.meta.frames[key].summary;
-}, 0); });
-"""
-
-EXPLORER_SERIES = [  # (label, symbol) in drawing order; each is a trace of the explorer
-    ("true slope", "x"),
-    ("no pooling (least squares)", "circle"),
-    ("complete pooling (least squares)", "square"),
-    ("partial pooling toward the common slope: y ~ 0 + x + (0 + x | site)", "diamond"),
-    ("partial pooling toward zero: y ~ 0 + (0 + x | site)", "triangle-up"),
+EXPLORER_SERIES = [  # (label, symbol, hover) in drawing order; each is a trace of the explorer
+    ("true slope", "x", "true slope %{x:.2f}"),
+    ("no pooling (least squares)", "circle", "weight on own data 1 (by definition)"),
+    ("complete pooling (least squares)", "square", "weight on own data 0 (by definition)"),
+    (
+        "partial pooling toward the common slope: y ~ 0 + x + (0 + x | site)",
+        "diamond",
+        "weight on own data %{customdata:.2f}",
+    ),
+    ("partial pooling toward zero: y ~ 0 + (0 + x | site)", "triangle-up", "weight on own data %{customdata:.2f}"),
 ]
+EXPLORER_COLUMNS = ["true slope", "no pooling", "complete pooling", "partial, common slope", "partial, zero"]
+EXPLORER_RMSE = ("no pooling", "complete pooling", "toward common slope", "toward zero")
+EXPLORER_OFFSETS = np.linspace(-0.3, 0.3, len(EXPLORER_SERIES))  # each series' place within its site's row
 
 
 def _explorer_frame(setting: dict) -> dict:
-    """Trace data and layout of one explorer setting, in the form Plotly.update takes."""
-    sites = setting["sites"]
-    count = len(sites)
-    offsets = np.linspace(-0.3, 0.3, len(EXPLORER_SERIES))
+    """One setting's numbers as the page needs them: site names, each series' means and interval half-widths
+    (`minus`, `plus`, the true slope's 0), the partially pooled estimates' weights on each site's own data, their
+    mean, and each estimate's RMSE against the true slopes. Rounded to keep the page light: the bars to 3 digits,
+    the numbers shown as text to 4, so that they round to 2 as the unrounded numbers do."""
+    count = len(setting["sites"])
     unpooled_mean, unpooled_half = setting["unpooled"]
     pooled_mean, pooled_half = setting["pooled"]
-    series = [
-        (setting["true"], np.zeros(count), np.zeros(count), [""] * count),
-        (unpooled_mean, unpooled_half, unpooled_half, ["weight on own data 1 (by definition)"] * count),
-        (
-            np.full(count, pooled_mean),
-            np.full(count, pooled_half),
-            np.full(count, pooled_half),
-            ["weight on own data 0 (by definition)"] * count,
-        ),
-    ]
-    for name in ("toward common slope", "toward zero"):
-        posterior = setting[name]
-        series.append(
-            (
-                posterior.mean,
-                posterior.high - posterior.mean,
-                posterior.mean - posterior.low,
-                [f"weight on own data {weight:.2f}" for weight in posterior.weight],
-            )
-        )
-    data = {"x": [], "y": [], "error_x.array": [], "error_x.arrayminus": [], "text": []}
-    for offset, (mean, plus, minus, text) in zip(offsets, series, strict=False):
-        data["x"].append(np.round(mean, 3).tolist())
-        data["y"].append((np.arange(count) + offset).tolist())
-        data["error_x.array"].append(np.round(plus, 3).tolist())
-        data["error_x.arrayminus"].append(np.round(minus, 3).tolist())
-        data["text"].append(text)
     common, zero = setting["toward common slope"], setting["toward zero"]
+    means = [setting["true"], unpooled_mean, np.full(count, pooled_mean), common.mean, zero.mean]
+    symmetric = [np.zeros(count), unpooled_half, np.full(count, pooled_half)]  # the truth, least squares
+    plus = symmetric + [posterior.high - posterior.mean for posterior in (common, zero)]
+    minus = symmetric + [posterior.mean - posterior.low for posterior in (common, zero)]
+
+    def rounded(arrays, digits: int = 4) -> list:
+        return [np.round(np.asarray(values, dtype=float), digits).tolist() for values in arrays]
+
     rmse = setting["rmse"]
-    layout = {
-        "yaxis.tickvals": list(range(count)),
-        "yaxis.ticktext": sites,
-        "yaxis.range": [count - 0.5, -0.5],
-        "title.text": (
-            f"Mean weight on each site's own data: {common.weight.mean():.2f} toward the common slope, "
-            f"{zero.weight.mean():.2f} toward zero<br>"
-            f"Error against the true slopes (RMSE): no pooling {rmse['no pooling']:.2f}, "
-            f"complete {rmse['complete pooling']:.2f}, partial toward the common slope "
-            f"{rmse['toward common slope']:.2f}, toward zero {rmse['toward zero']:.2f}"
-        ),
+    return {
+        "sites": list(setting["sites"]),
+        "mean": rounded(means),
+        "plus": rounded(plus, 3),
+        "minus": rounded(minus, 3),
+        "weight": rounded([common.weight, zero.weight]),
+        "mean_weight": rounded([[common.weight.mean(), zero.weight.mean()]])[0],
+        "rmse": rounded([[rmse[name] for name in EXPLORER_RMSE]])[0],
     }
-    estimates = "; ".join(
-        f"site {site}: true slope {setting['true'][index]:.2f}, "
-        + ", ".join(
-            f"{label.split(':')[0]} {mean[index]:.2f}"
-            for (label, _), (mean, *_) in zip(EXPLORER_SERIES[1:], series[1:], strict=True)
-        )
-        for index, site in enumerate(sites)
+
+
+def explorer_status(frame: dict) -> str:
+    """The explorer's headline numbers for one setting, as a sentence (EXPLORER_SCRIPT writes the same)."""
+    weights, rmse = frame["mean_weight"], frame["rmse"]
+    return (
+        f"Mean weight on each site's own data: {weights[0]:.2f} toward the common slope, {weights[1]:.2f} toward "
+        f"zero. Error against the true slopes (RMSE): no pooling {rmse[0]:.2f}, complete pooling {rmse[1]:.2f}, "
+        f"partial toward the common slope {rmse[2]:.2f}, toward zero {rmse[3]:.2f}."
     )
-    summary = layout["title.text"].replace("<br>", ". ") + ". Estimates: " + estimates + "."
-    return {"data": data, "layout": layout, "summary": summary}
+
+
+def explorer_rows(frame: dict) -> str:
+    """The table rows of one setting: each site with its true slope and the four estimates (as EXPLORER_SCRIPT)."""
+    return "".join(
+        f'<tr><th scope="row">{html.escape(site)}</th>'
+        + "".join(f"<td>{series[index]:.2f}</td>".replace("-", "\u2212") for series in frame["mean"])
+        + "</tr>"
+        for index, site in enumerate(frame["sites"])
+    )
+
+
+# Every setting was computed when the page was built; moving a slider (pointer, or arrow keys once it has focus)
+# shows that setting's numbers in the figure, the sentence above it (read out by screen readers) and the table.
+EXPLORER_SCRIPT = """
+var gd = document.getElementById("{plot_id}"), box = gd.closest(".pooling-explorer");
+var book = JSON.parse(box.querySelector("script.explorer-frames").textContent);
+var dials = Array.prototype.slice.call(box.querySelectorAll("input[type=range]"));
+function fixed(value) { return value.toFixed(2).replace("-", "\u2212"); }
+function show() {
+  var frame = book.frames[dials.map(function (dial) { return dial.value; }).join("-")];
+  dials.forEach(function (dial, index) {
+    var label = book.dials[index][dial.value];
+    dial.setAttribute("aria-valuetext", label);
+    box.querySelector("output[for='" + dial.id + "']").textContent = label;
+  });
+  var count = frame.sites.length;
+  var update = {x: [], y: [], "error_x.array": [], "error_x.arrayminus": [], customdata: []};
+  frame.mean.forEach(function (means, series) {
+    update.x.push(means);
+    update.y.push(means.map(function (_, site) { return site + book.offsets[series]; }));
+    update["error_x.array"].push(frame.plus[series]);
+    update["error_x.arrayminus"].push(frame.minus[series]);
+    update.customdata.push(series > 2 ? frame.weight[series - 3] : []);
+  });
+  Plotly.update(gd, update, {"yaxis.tickvals": frame.sites.map(function (_, site) { return site; }),
+    "yaxis.ticktext": frame.sites, "yaxis.range": [count - 0.5, -0.5]});
+  var w = frame.mean_weight, r = frame.rmse;
+  box.querySelector(".explorer-status").textContent = "Mean weight on each site's own data: " + w[0].toFixed(2) +
+    " toward the common slope, " + w[1].toFixed(2) + " toward zero. Error against the true slopes (RMSE): " +
+    "no pooling " + r[0].toFixed(2) + ", complete pooling " + r[1].toFixed(2) + ", partial toward the common " +
+    "slope " + r[2].toFixed(2) + ", toward zero " + r[3].toFixed(2) + ".";
+  var rows = box.querySelector(".explorer-table tbody");
+  rows.textContent = "";
+  frame.sites.forEach(function (site, index) {
+    var row = rows.insertRow(), name = document.createElement("th");
+    name.scope = "row";
+    name.textContent = site;
+    row.appendChild(name);
+    frame.mean.forEach(function (means) { row.insertCell().textContent = fixed(means[index]); });
+  });
+}
+dials.forEach(function (dial) { dial.addEventListener("input", show); });
+"""
+
+
+def _explorer_dials(dials: dict, start: tuple) -> str:
+    """One native range input per dial, with its name and current value: keyboard, pointer and screen readers."""
+    rows = []
+    for number, (dial, values) in enumerate(dials.items()):
+        identifier = f"pooling-explorer-dial-{number}"
+        current = html.escape(str(values[start[number]]))
+        rows.append(
+            f'<div class="explorer-dial"><label for="{identifier}">{html.escape(dial)}: '
+            f'<output for="{identifier}">{current}</output></label>'
+            f'<input type="range" id="{identifier}" min="0" max="{len(values) - 1}" step="1" '
+            f'value="{start[number]}" aria-valuetext="{current}"></div>'
+        )
+    return '<fieldset class="explorer-dials"><legend>Settings</legend>' + "".join(rows) + "</fieldset>"
 
 
 def pooling_explorer(grid: dict[tuple, dict], dials: dict) -> str:
-    """The interactive explorer as HTML: one slider per dial, every setting precomputed, no kernel needed."""
+    """The interactive explorer as HTML: a range input per dial above the figure, every setting precomputed (no
+    kernel needed), its headline numbers as a sentence and its estimates as a table."""
     frames = {"-".join(map(str, index)): _explorer_frame(setting) for index, setting in grid.items()}
     start = tuple(len(values) // 2 for values in dials.values())
     first = frames["-".join(map(str, start))]
+    count = len(first["sites"])
     figure = go.Figure()
-    for index, (label, symbol) in enumerate(EXPLORER_SERIES):
+    for index, (label, symbol, hover) in enumerate(EXPLORER_SERIES):
         figure.add_scatter(
-            x=first["data"]["x"][index],
-            y=first["data"]["y"][index],
+            x=first["mean"][index],
+            y=(np.arange(count) + EXPLORER_OFFSETS[index]).tolist(),
             mode="markers",
             name=label,
             marker={"symbol": symbol, "size": 9, "color": color_of(index)},
             error_x={
                 "type": "data",
                 "symmetric": False,
-                "array": first["data"]["error_x.array"][index],
-                "arrayminus": first["data"]["error_x.arrayminus"][index],
+                "array": first["plus"][index],
+                "arrayminus": first["minus"][index],
                 "thickness": 1.5,
             },
-            text=first["data"]["text"][index],
-            hovertemplate=f"{label}<br>slope %{{x:.2f}} (bar: 94% central interval)<br>%{{text}}<extra></extra>",
-        )
-    sliders = []
-    for number, (dial, values) in enumerate(dials.items()):
-        sliders.append(
-            {
-                "active": start[number],
-                "currentvalue": {"prefix": f"{dial}: ", "font": {"size": 13}},
-                "steps": [{"label": str(value), "method": "skip", "args": []} for value in values],
-                "y": -0.12 - 0.2 * number,
-                "yanchor": "top",
-                "len": 1.0,
-                "pad": {"t": 5, "b": 5},
-            }
+            customdata=first["weight"][index - 3] if index > 2 else None,
+            hovertemplate=f"{label}<br>slope %{{x:.2f}} (bar: 94% central interval)<br>{hover}<extra></extra>",
         )
     figure.update_layout(
-        sliders=sliders,
-        meta={"frames": frames},
-        height=560 + 105 * len(dials),
+        height=460,
+        title="Each site's true slope and its four estimates",
         xaxis_title="slope of y on x (mean and 94% central interval)",
         yaxis={
-            "tickvals": first["layout"]["yaxis.tickvals"],
-            "ticktext": first["layout"]["yaxis.ticktext"],
-            "range": first["layout"]["yaxis.range"],
+            "tickvals": list(range(count)),
+            "ticktext": first["sites"],
+            "range": [count - 0.5, -0.5],
             "title": None,
         },
-        title={"text": first["layout"]["title.text"], "font": {"size": 14}},
-        legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 0},
-        margin={"t": 210, "b": 40},
     )
-    return figure.to_html(
-        full_html=False,
-        include_plotlyjs=False,
-        div_id="pooling-explorer",
-        post_script=EXPLORER_SCRIPT + EXPLORER_SUMMARY_SCRIPT,
-        config={"responsive": True, "displaylogo": False},
-    ) + explorer_summary(dials, start, first["summary"])
-
-
-def explorer_summary(dials: dict, start: tuple, summary: str) -> str:
-    """The explorer's current setting as a paragraph of text, which its sliders keep up to date."""
-    setting = ", ".join(f"{dial}: {values[index]}" for (dial, values), index in zip(dials.items(), start, strict=True))
-    return f'<p id="pooling-explorer-summary" aria-live="polite">{html.escape(setting)}. {html.escape(summary)}</p>'
+    dial_labels = [[str(value) for value in values] for values in dials.values()]
+    book = {"frames": frames, "dials": dial_labels, "offsets": EXPLORER_OFFSETS.round(3).tolist()}
+    data = json.dumps(book, separators=(",", ":")).replace("</", "<\\/")
+    header = "".join(f'<th scope="col">{html.escape(column)}</th>' for column in ["site", *EXPLORER_COLUMNS])
+    return (
+        '<div class="pooling-explorer">'
+        + f'<script type="application/json" class="explorer-frames">{data}</script>'
+        + _explorer_dials(dials, start)
+        + f'<p class="explorer-status" aria-live="polite">{html.escape(explorer_status(first))}</p>'
+        + figure_html(figure, div_id="pooling-explorer", post_script=EXPLORER_SCRIPT)
+        + '<details class="explorer-estimates"><summary>The estimates as a table</summary>'
+        + '<table class="explorer-table"><caption>Each site\'s true slope and the means of its four estimates at '
+        + f"this setting</caption><thead><tr>{header}</tr></thead><tbody>{explorer_rows(first)}</tbody></table>"
+        + "</details></div>"
+    )
 
 
 def tau_ledger(
@@ -507,17 +688,24 @@ def shrinkage_by_size(
         )
     if not isinstance(references, dict):
         references = {"pooled": references}
-    for (label, value), dash, position in zip(
-        references.items(), ("dash", "dot", "dashdot"), ("top right", "bottom right", "top left"), strict=False
-    ):
-        figure.add_hline(
-            y=value,
-            line={"dash": dash, "color": "black", "width": 1.5},
-            annotation_text=f"{label}: {value:.2f}",
-            annotation_position=position,
-        )
+    across = [jitter.min() * 0.9, jitter.max() * 1.1]
+    for (label, value), dash in zip(references.items(), ("dash", "dot", "dashdot"), strict=False):
+        reference_line(figure, across, [value, value], f"{label}: {value:.2f}", dash)
     figure.update_layout(title=title, xaxis={"title": size_title + " (log scale)", "type": "log"}, yaxis_title=y_title)
     return figure
+
+
+def reference_line(figure: go.Figure, x: list, y: list, name: str, dash: str = "dash") -> None:
+    """A black reference line (dashed unless `dash` says otherwise), named in the legend and on hover rather than by
+    a label on the plot, which would sit on the data on a phone."""
+    figure.add_scatter(
+        x=x,
+        y=y,
+        mode="lines",
+        name=name,
+        line={"dash": dash, "color": "black", "width": 1.5},
+        hovertemplate=f"{name}<extra></extra>",
+    )
 
 
 def county_sizes(data: pd.DataFrame) -> go.Figure:
@@ -543,26 +731,61 @@ def county_sizes(data: pd.DataFrame) -> go.Figure:
 
 
 def radon_by_floor(data: pd.DataFrame) -> go.Figure:
-    """Distribution of log radon in basements and on first floors."""
+    """Distribution of log radon in basements and on first floors: a violin (kernel density, mirrored) around a
+    box of the quartiles with the median (solid) and mean (dashed), and every home as a point spread within it.
+
+    Drawn with scatter traces, which the site's plotly.js bundle has (`plotlyjs.BUNDLE`), not plotly's violins."""
+    from scipy.stats import gaussian_kde
+
     figure = go.Figure()
-    for index, (floor, label) in enumerate(((0, "basement"), (1, "first floor"))):
-        values = data.loc[data["floor"] == floor, "log_radon"]
-        figure.add_violin(
+    ticks = []
+    for position, (floor, label) in enumerate(((0, "basement"), (1, "first floor"))):
+        values = data.loc[data["floor"] == floor, "log_radon"].to_numpy()
+        color = color_of(position)
+        density = gaussian_kde(values)
+        grid = np.linspace(values.min(), values.max(), 200)
+        half = 0.4 * density(grid) / density(grid).max()
+        figure.add_scatter(
+            x=np.concatenate([position - half, position + half[::-1]]),
+            y=np.concatenate([grid, grid[::-1]]),
+            fill="toself",
+            fillcolor=color,
+            opacity=0.3,
+            mode="lines",
+            line={"color": color, "width": 1},
+            hoverinfo="skip",
+        )
+        low, median, high = np.quantile(values, [0.25, 0.5, 0.75])
+        figure.add_scatter(
+            x=[position - 0.05, position + 0.05, position + 0.05, position - 0.05, position - 0.05],
+            y=[low, low, high, high, low],
+            fill="toself",
+            fillcolor="white",
+            mode="lines",
+            line={"color": "black", "width": 1},
+            hovertemplate=f"{label}: quartiles {low:.2f} and {high:.2f}<extra></extra>",
+        )
+        for level, dash, name in ((median, "solid", "median"), (values.mean(), "dash", "mean")):
+            figure.add_scatter(
+                x=[position - 0.25, position + 0.25],
+                y=[level, level],
+                mode="lines",
+                line={"color": "black", "width": 2, "dash": dash},
+                hovertemplate=f"{label}: {name} {level:.2f}<extra></extra>",
+            )
+        spread = np.random.default_rng(position).uniform(-1, 1, len(values)) * 0.9 * 0.4 * density(values)
+        figure.add_scatter(
+            x=position + spread / density(grid).max(),
             y=values,
-            name=f"{label} ({len(values)} homes)",
-            box_visible=True,
-            meanline_visible=True,
-            points="all",
-            jitter=0.4,
-            marker={"size": 3, "color": color_of(index)},
-            line={"color": color_of(index)},
-            hoveron="points",
+            mode="markers",
+            marker={"size": 3, "color": color, "opacity": 0.7},
             hovertemplate=f"{label}<br>log radon %{{y:.2f}}<extra></extra>",
         )
+        ticks.append(f"{label}<br>({len(values)} homes)")
     figure.update_layout(
         title="Radon by floor of measurement",
         yaxis_title="log(radon + 0.1), log pCi/L",
-        xaxis_title="floor of measurement",
+        xaxis={"title": "floor of measurement", "tickvals": [0, 1], "ticktext": ticks, "range": [-0.6, 1.6]},
         showlegend=False,
     )
     return figure
@@ -618,12 +841,7 @@ def weight_by_size(
         marker={"color": color_of(0), "size": 8, "symbol": "circle-open"},
         hovertemplate="%{text}<br>" + size_title + " %{x}<br>weight on its own data %{y:.2f}<extra></extra>",
     )
-    figure.add_vline(
-        x=half_size,
-        line={"dash": "dash", "color": "black"},
-        annotation_text=f"half pooling: {half_size:.1f}",
-        annotation_position="bottom right",
-    )
+    reference_line(figure, [half_size, half_size], [0, 1], f"half pooling: {half_size:.1f} " + size_title)
     figure.update_layout(
         title=title,
         xaxis={"title": size_title + " (log scale)", "type": "log"},
@@ -637,14 +855,15 @@ PANEL_LINE_STYLES = ("dash", "dot", "solid", "dashdot")
 
 def county_panels(points: pd.DataFrame, lines: pd.DataFrame, choices: dict[str, list[str]], title: str) -> go.Figure:
     """Log radon against floor in one small panel per county, with each model's fitted line (Gelman and Hill's
-    figure 12.4). A dropdown picks which counties are shown; every choice is precomputed, so the page needs no
-    kernel. `points` has columns county, floor, log_radon; `lines` has columns county, model, intercept, slope;
-    `choices` maps a dropdown label to a list of counties, all lists as long as the first (one panel each).
+    figure 12.4), two panels a row so that each keeps a readable width on a phone. A dropdown picks which counties
+    are shown; every choice is precomputed, so the page needs no kernel. `points` has columns county, floor,
+    log_radon; `lines` has columns county, model, intercept, slope; `choices` maps a dropdown label to a list of
+    counties, all lists as long as the first (one panel each).
     """
     from plotly.subplots import make_subplots
 
     panels = len(next(iter(choices.values())))
-    columns = 4
+    columns = 2
     rows = -(-panels // columns)
     first = next(iter(choices.values()))
     figure = make_subplots(
@@ -653,8 +872,8 @@ def county_panels(points: pd.DataFrame, lines: pd.DataFrame, choices: dict[str, 
         shared_xaxes=True,
         shared_yaxes=True,
         subplot_titles=first,
-        vertical_spacing=0.14,
-        horizontal_spacing=0.03,
+        vertical_spacing=0.3 / rows,
+        horizontal_spacing=0.04,
     )
     models = list(dict.fromkeys(lines["model"]))
     jitter = np.random.default_rng(1).uniform(-0.06, 0.06, len(points))
@@ -715,7 +934,7 @@ def county_panels(points: pd.DataFrame, lines: pd.DataFrame, choices: dict[str, 
     figure.update_layout(buttons[0]["args"][1])
     figure.update_layout(
         title=title,
-        height=300 * rows + 160,
+        height=220 * rows + 200,
         updatemenus=[
             {
                 "buttons": buttons,
@@ -768,19 +987,19 @@ def estimates_against_predictor(
     return figure
 
 
+def wrapped_label(text: str, width: int = 20) -> str:
+    """A long axis label broken into lines at word boundaries, so that it leaves the plot its width on a phone."""
+    return "<br>".join(textwrap.wrap(str(text), width)) or str(text)
+
+
 def elpd_comparison(comparison: pd.DataFrame, title: str) -> go.Figure:
-    """An ArviZ `compare` table as two panels sharing the model axis: each model's elpd_loo +- its SE, and its
-    difference from the best model +- the SE of that difference (the one to read), best model on top."""
+    """An ArviZ `compare` table as two panels, one above the other, each listing the models best first: each
+    model's elpd_loo +- its SE (top), and its difference from the best model +- the SE of that difference (bottom,
+    the one to read). Stacked rather than side by side, each panel keeps the figure's width on a phone."""
     from plotly.subplots import make_subplots
 
-    figure = make_subplots(
-        rows=1,
-        cols=2,
-        shared_yaxes=True,
-        horizontal_spacing=0.04,
-        subplot_titles=("elpd_loo +- SE", "elpd difference from the best +- SE of the difference"),
-    )
-    names = comparison.index.astype(str)
+    figure = make_subplots(rows=2, cols=1, vertical_spacing=0.2)  # room for the upper panel's axis title
+    names = [wrapped_label(name) for name in comparison.index.astype(str)]
     for index, (label, value, error, symbol) in enumerate(
         (
             ("elpd_loo", "elpd_loo", "se", "circle"),
@@ -793,22 +1012,19 @@ def elpd_comparison(comparison: pd.DataFrame, title: str) -> go.Figure:
             y=names,
             mode="markers",
             name=label,
-            row=1,
-            col=index + 1,
+            row=index + 1,
+            col=1,
             marker={"color": color_of(index), "size": 9, "symbol": symbol},
             error_x={"type": "data", "array": comparison[error], "thickness": 1.5},
-            customdata=comparison[error],
-            hovertemplate="%{y}<br>" + label + " %{x:.1f}, SE %{customdata:.1f}<extra></extra>",
+            customdata=list(zip(comparison.index.astype(str), comparison[error].astype(float), strict=True)),
+            hovertemplate="%{customdata[0]}<br>" + label + " %{x:.1f}, SE %{customdata[1]:.1f}<extra></extra>",
         )
-    figure.add_vline(x=0, line={"dash": "dot", "color": "grey"}, row=1, col=2)
-    figure.update_xaxes(title_text="elpd_loo (higher is better)", row=1, col=1)
-    figure.update_xaxes(title_text="difference (0 for the best model)", row=1, col=2)
-    figure.update_layout(
-        title=title,
-        yaxis={"autorange": "reversed"},
-        showlegend=False,
-        height=max(380, 45 * len(comparison) + 180),
-    )
+    zero = {"dash": "dot", "color": "grey"}
+    figure.add_scatter(x=[0, 0], y=[names[0], names[-1]], mode="lines", line=zero, hoverinfo="skip", row=2, col=1)
+    figure.update_xaxes(title_text="elpd_loo ± SE (higher is better)", row=1, col=1)
+    figure.update_xaxes(title_text="difference from the best model ± SE of the difference", row=2, col=1)
+    figure.update_yaxes(autorange="reversed")
+    figure.update_layout(title=title, showlegend=False, height=max(560, 2 * 40 * len(comparison) + 260))
     return figure
 
 
@@ -877,33 +1093,33 @@ def predictive_check(
 ) -> go.Figure:
     """A predictive check of one statistic: its distribution over replicated data sets, one histogram per model
     (`replicated`: {label: values}), and its observed value as a labelled vertical line. `discrete` statistics
-    (counts) get one bar per value."""
+    (counts) get one bar per value. The histograms are counted here and drawn as bars, which the site's plotly.js
+    bundle has (`plotlyjs.BUNDLE`)."""
     figure = go.Figure()
     values = np.concatenate([np.asarray(draws, float) for draws in replicated.values()] + [[observed]])
     if discrete:
-        bins = {"start": values.min() - 0.5, "end": values.max() + 0.5, "size": 1}
+        edges = np.arange(values.min() - 0.5, values.max() + 1.5)
     else:
         low, high = np.quantile(values, [0.0, 1.0])
-        bins = {"start": low, "end": high, "size": (high - low) / 60 or 1}
+        edges = np.linspace(low, high if high > low else low + 1, 61)
+    top = 0.0
     for index, (label, draws) in enumerate(replicated.items()):
         draws = np.asarray(draws, float)
-        figure.add_histogram(
-            x=draws,
-            xbins=bins,
-            histnorm="probability",
+        counts, _ = np.histogram(draws, edges)
+        share = counts / len(draws)
+        top = max(top, share.max())
+        figure.add_bar(
+            x=(edges[:-1] + edges[1:]) / 2,
+            y=share,
+            width=np.diff(edges) * 0.95,
             name=f"{label}: {len(draws)} replicated data sets",
             marker={"color": color_of(index)},
             opacity=0.6,
-            hovertemplate=f"{label}<br>{x_title} %{{x}}<br>share of replicated data sets %{{y:.3f}}<extra></extra>",
+            hovertemplate=f"{label}<br>{x_title} %{{x:.3g}}<br>share of replicated data sets %{{y:.3f}}<extra></extra>",
         )
-    figure.add_vline(
-        x=observed,
-        line={"color": "black", "width": 2},
-        annotation_text=f"observed: {observed:.3g}",
-        annotation_position="top",
-    )
+    reference_line(figure, [observed, observed], [0, top], f"observed: {observed:.3g}", "solid")
     figure.update_layout(
-        title=title, xaxis_title=x_title, yaxis_title="share of replicated data sets", barmode="overlay", bargap=0.05
+        title=title, xaxis_title=x_title, yaxis_title="share of replicated data sets", barmode="overlay"
     )
     return figure
 

@@ -20,7 +20,7 @@ def least_squares_slopes(
     s / sqrt(sum(x^2)), with s^2 the residual variance on n - 1 degrees of freedom; the central interval
     uses Student's t on those degrees of freedom (with 3 points, 2), not the normal.
     """
-    probability = checks.probability("probability", probability)
+    probability = checks.coverage("probability", probability)
     checks.slope_groups(sufficient_statistics(data, x, y, group), minimum_points=2)
     table = pd.concat(
         [sufficient_statistics(data, x, y, group), sufficient_statistics(data.assign(**{group: "pooled"}), x, y, group)]

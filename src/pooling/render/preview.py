@@ -9,13 +9,11 @@ import shutil
 from pathlib import Path
 
 import nbformat
-from nbconvert import HTMLExporter
-from nbconvert.preprocessors import TagRemovePreprocessor
 
-from pooling.chapter import PLOTLY_ASSET, ensure_plotly_asset
 from pooling.data import PROJECT_ROOT
 from pooling.files import WriteError, atomic_write, atomic_write_text
 from pooling.fitting import DOWNLOADS_DIR
+from pooling.plotlyjs import install
 from pooling.render.callouts import callout_cells, fold_callouts
 from pooling.render.execute import (
     ChapterResult,
@@ -30,6 +28,7 @@ from pooling.render.markup import TABLE_CAPTION, mathml, page_links, table_code_
 from pooling.render.notebooks import offers_notebook, other_formats, write_notebook
 from pooling.render.references import REFS_DIV, appendix, cite, page_item, resolve_cross_references
 from pooling.render.site import without_unneeded_scripts
+from pooling.render.theme import PAGE_SCRIPT, STYLESHEET, exporter, without_dead_tab_stops, write_stylesheet
 
 PREVIEW_DIR = PROJECT_ROOT / "_preview"
 
@@ -117,22 +116,6 @@ document.querySelectorAll(".celltag_code_fold .jp-InputArea").forEach(function (
   details.appendChild(input);
 });
 </script>"""
-
-
-# Accessibility fixes to nbconvert's lab template, found by axe-core: its faded cell prompts fall below the WCAG AA
-# contrast ratio (and so do its comment and number colours in code), and links in prose differ by colour alone.
-PREVIEW_STYLE = """<style>
-.jp-InputPrompt, .jp-OutputPrompt { color: #1f5f99 !important; opacity: 1 !important; }
-.jp-RenderedHTMLCommon a, .jp-RenderedMarkdown a { text-decoration: underline !important; }
-.highlight .c, .highlight .c1, .highlight .cm { color: #2f5f5f !important; }
-.highlight .mf, .highlight .mi { color: #005f00 !important; }
-.highlight .ow, .highlight .nb, .highlight .kn, .highlight .k { color: #6a1b9a !important; }
-.callout { border: 1px solid #c8d3de; border-left: 5px solid #1f5f99; border-radius: 4px; margin: 1em 0;
-  padding: 0.2em 0.8em; }
-.callout-tip { border-left-color: #1b6e3a; }
-.callout > summary, .callout > .callout-title { font-weight: bold; padding: 0.4em 0; cursor: pointer; }
-.callout > .callout-title { cursor: auto; margin: 0; }
-</style>"""
 
 
 def _navigation(pages: list[tuple[str, str]], current: str) -> str:
@@ -242,9 +225,7 @@ def _write_error_page(result: ChapterResult, target: Path, navigation: str) -> N
         target.with_suffix(".ipynb").unlink(missing_ok=True)
 
 
-def _chapter_page(
-    result: ChapterResult, page: str, pages: list, exporter: HTMLExporter, config: dict, root: Path
-) -> str:
+def _chapter_page(result: ChapterResult, page: str, pages: list, exporter, config: dict, root: Path) -> str:
     """The HTML page of an executed chapter, as the site shows it: its notebook under "Other Formats" when it
     offers one, its citations resolved and its bibliography and citation block at its end."""
     notebook = preview_cells(_without_warnings(result.notebook, config), page)
@@ -254,11 +235,13 @@ def _chapter_page(
     ending = cite_page(notebook, result.source, config, root, page)
     if ending:  # HTML in a Markdown cell, laid out like the prose; no blank line, which would end the HTML block
         notebook.cells.append(nbformat.v4.new_markdown_cell("\n".join(filter(str.strip, ending.splitlines()))))
-    body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": result.title}})
-    body = fold_callouts(body, notebook)
+    stylesheet = os.path.relpath(STYLESHEET, os.path.dirname(page) or ".")
+    resources = {"metadata": {"name": result.title}, "stylesheet": stylesheet}
+    body, _ = exporter.from_notebook_node(notebook, resources=resources)
+    body = fold_callouts(without_dead_tab_stops(body), notebook)
     body = body.replace("<body", f'<body data-page="{html.escape(page)}"', 1)
     body = re.sub(r"(<body[^>]*>)", lambda match: match.group(1) + _navigation(pages, page), body, count=1)
-    body = body.replace("</body>", FOLD_SCRIPT + "</body>", 1).replace("</head>", PREVIEW_STYLE + "</head>", 1)
+    body = body.replace("</body>", FOLD_SCRIPT + PAGE_SCRIPT + "</body>", 1)
     return without_unneeded_scripts(body, page)
 
 
@@ -272,11 +255,7 @@ def write_preview(results: list[ChapterResult], out_dir: Path = PREVIEW_DIR, roo
     else can fill the disk, and removed if even that fails (a failed build never looks like a good one). The
     navigation lists every page of the site's sidebar. Returns the page paths.
     """
-    exporter = HTMLExporter(template_name="lab")
-    exporter.register_preprocessor(
-        TagRemovePreprocessor(remove_input_tags={"remove_input"}, remove_all_outputs_tags={"remove_output"}),
-        enabled=True,
-    )
+    page_exporter = exporter()
     config = quarto_config(root) if (root / "_quarto.yml").exists() else {}
     pages = _sidebar_pages(results, root)
     targets = [out_dir / _page_path(result.source, root) for result in results]
@@ -286,9 +265,8 @@ def write_preview(results: list[ChapterResult], out_dir: Path = PREVIEW_DIR, roo
         if result.error is not None:
             page = str(target.relative_to(out_dir))
             _write_error_page(result, target, _navigation(pages, page))
-    asset = out_dir / PLOTLY_ASSET
-    asset.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(asset, lambda target: shutil.copyfile(ensure_plotly_asset(root), target))
+    install(out_dir)
+    write_stylesheet(out_dir)
     for posterior in sorted((root / DOWNLOADS_DIR.name).glob("*.nc")):  # the diagnostics tables link to them
         copy = out_dir / DOWNLOADS_DIR.name / posterior.name
         if not copy.exists() or copy.stat().st_size != posterior.stat().st_size:
@@ -299,7 +277,7 @@ def write_preview(results: list[ChapterResult], out_dir: Path = PREVIEW_DIR, roo
             continue
         page = str(target.relative_to(out_dir))
         try:
-            body = _chapter_page(result, page, pages, exporter, config, root)
+            body = _chapter_page(result, page, pages, page_exporter, config, root)
         except Exception as error:  # noqa: BLE001 (whatever the chapter's markup raises fails the chapter alone)
             result.error = (
                 f"{console_path(result.source)}: its page could not be made ({type(error).__name__}: {error})"
