@@ -183,9 +183,10 @@ def formatted_report(row: dict) -> dict:
         for column, value in row.items()
         if column in REPORT_DIGITS
     }
-    if GATE_COLUMN not in row:  # a ledger entry recorded before the gate had its column: the gate on its numbers
-        numbers = (row[column] for column in ("r_hat max", "bulk ESS min", "tail ESS min", "divergences"))
-        formatted[GATE_COLUMN] = Diagnostics(*numbers, "", "", "").verdict()
+    checked = ("r_hat max", "bulk ESS min", "tail ESS min", "divergences")
+    if GATE_COLUMN not in row and all(column in row for column in checked):
+        # a ledger entry recorded before the gate had its column: the gate applied to its numbers
+        formatted[GATE_COLUMN] = Diagnostics(*(row[column] for column in checked), "", "", "").verdict()
     return formatted
 
 
