@@ -166,3 +166,11 @@ def test_every_page_shows_its_version_line(built_chapters):
         first = code[0]
         shown = "".join(str(output.get("data", {}).get("text/html", "")) for output in first.outputs)
         assert "build-versions" in shown and expected in shown, f"{source.name}: no version line"
+
+
+def test_prose_numbers_round_as_tables_and_large_ones_read_as_powers_of_ten():
+    from pooling.chapter import number, scientific
+
+    assert number(-0.004) == "0.00" and number(-0.26) == "−0.26"  # a true minus sign, none on a rounded zero
+    assert scientific(2.94e15) == "2.9 × 10¹⁵" and scientific(5.0e5) == "5.0 × 10⁵"
+    assert scientific(-3.1e-7, 2) == "−3.10 × 10⁻⁷"
