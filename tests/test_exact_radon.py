@@ -40,6 +40,21 @@ TINY_PRIORS = {
 TINY_COMBINATIONS = np.vstack([np.eye(5), np.column_stack([np.ones(3), np.zeros(3), np.eye(3)])])
 
 
+def tiny_posterior(x, y, groups):
+    """The engine's exact posterior of the tiny data set under `TINY_PRIORS`."""
+    return gaussian_grid_posterior(
+        y,
+        np.column_stack([np.ones_like(x), x]),
+        TINY_PRIORS["prior_mean"],
+        TINY_PRIORS["prior_sd"],
+        groups,
+        TINY_PRIORS["sigma"],
+        TINY_PRIORS["tau"],
+        TINY_COMBINATIONS,
+        [f"c{i}" for i in range(len(TINY_COMBINATIONS))],
+    )
+
+
 def brute_force_moments(x, y, groups, priors, combinations):
     """Posterior means and sds of combinations, sigma and tau by adaptive quadrature over sigma and tau.
 
@@ -82,17 +97,7 @@ def brute_force_moments(x, y, groups, priors, combinations):
 
 def test_engine_matches_brute_force_quadrature_on_a_tiny_data_set():
     x, y, groups = tiny_data()
-    posterior = gaussian_grid_posterior(
-        y,
-        np.column_stack([np.ones_like(x), x]),
-        TINY_PRIORS["prior_mean"],
-        TINY_PRIORS["prior_sd"],
-        groups,
-        TINY_PRIORS["sigma"],
-        TINY_PRIORS["tau"],
-        TINY_COMBINATIONS,
-        [f"c{i}" for i in range(len(TINY_COMBINATIONS))],
-    )
+    posterior = tiny_posterior(x, y, groups)
     summary = posterior.summary()
     means, sds = brute_force_moments(x, y, groups, TINY_PRIORS, TINY_COMBINATIONS)
     order = ["sigma", "tau", *(f"c{i}" for i in range(len(TINY_COMBINATIONS)))]
@@ -422,17 +427,7 @@ def test_scale_mode_is_the_peak_of_the_marginal_density_found_by_quadrature():
     """`scale_mode` (the grid's densest cell refined by a parabola) against the maximum of sigma's marginal posterior
     density, integrated over tau by quadrature and maximised by a bounded search: no grid involved."""
     x, y, groups = tiny_data()
-    posterior = gaussian_grid_posterior(
-        y,
-        np.column_stack([np.ones_like(x), x]),
-        TINY_PRIORS["prior_mean"],
-        TINY_PRIORS["prior_sd"],
-        groups,
-        TINY_PRIORS["sigma"],
-        TINY_PRIORS["tau"],
-        TINY_COMBINATIONS,
-        [f"c{i}" for i in range(len(TINY_COMBINATIONS))],
-    )
+    posterior = tiny_posterior(x, y, groups)
     design = np.column_stack([np.ones_like(x), x, groups])
     residual = y - design[:, :2] @ TINY_PRIORS["prior_mean"]
 
