@@ -238,3 +238,11 @@ def test_every_ess_quoted_in_prose_is_printed_in_a_table_of_the_page(built_chapt
         printed = table_values(result.notebook) | {ESS_BULK_MIN, ESS_TAIL_MIN}
         missing = [value for value in ess_quoted(result.notebook) if value not in printed]
         assert not missing, f"{source.name}: ESS {missing} quoted in prose but printed in no table of the page"
+
+
+def test_prose_numbers_round_as_tables_and_large_ones_read_as_powers_of_ten():
+    from pooling.chapter import number, scientific
+
+    assert number(-0.004) == "0.00" and number(-0.26) == "−0.26"  # a true minus sign, none on a rounded zero
+    assert scientific(2.94e15) == "2.9 × 10¹⁵" and scientific(5.0e5) == "5.0 × 10⁵"
+    assert scientific(-3.1e-7, 2) == "−3.10 × 10⁻⁷"

@@ -261,3 +261,55 @@ def test_an_unknown_survey_code_is_named(tmp_path, mirror):
 def _write(path, text):
     path.write_text(text)
     return path
+
+
+def test_every_record_is_a_home_and_the_flags_the_data_chapter_states():
+    """No two records of srrs2.dat agree in every column but idnum (so a flagged record is no copy of another), and
+    Minnesota's codes as chapter 6 states them: 45 + 17 flagged homes, and what `floor` 0 means beside `basement`."""
+    records, _ = _raw_records()
+    without_id = [tuple(value for name, value in record.items() if name != "idnum") for record in records]
+    assert len(set(without_id)) == len(records)
+    minnesota = radon_minnesota().merge(data.radon_survey(), on="idnum", suffixes=("", "_survey"))
+    assert minnesota["dupflag"].value_counts().to_dict() == {0: 857, 1: 45, 2: 17}
+    crossed = pd.crosstab(minnesota["floor"], minnesota["basement"].fillna("blank")).to_dict("index")
+    assert crossed == {0: {"N": 8, "Y": 727, "blank": 31}, 1: {"N": 51, "Y": 92, "blank": 10}}
+    raw = {int(record["idnum"]): (record["basement"] or "blank", int(record["dupflag"])) for record in records}
+    assert all(
+        raw[row.idnum] == (row.basement if isinstance(row.basement, str) else "blank", row.dupflag)
+        for row in minnesota.itertuples()
+    )
+
+
+def test_counties_listed_twice_in_cty_dat_are_kept_once():
+    counties = data.county_uranium()
+    assert counties["fips"].is_unique
+    twice = counties.loc[(counties["state"] == "MN") & (counties["rows"] > 1)]
+    assert twice[["county_name", "rows"]].values.tolist() == [["CARVER", 2], ["LACQUIPARLE", 2]]
+    _, listed = _raw_records()
+    assert len(counties) == len({fips for _, fips in listed})
+
+
+def _survey_files(tmp_path, monkeypatch, srrs2: str, cty: str):
+    """Survey files with a change the checksums would refuse, read as if verified: the loader's own checks."""
+    for name, text in (("srrs2.dat", srrs2), ("cty.dat", cty)):
+        (tmp_path / name).write_text(text)
+    monkeypatch.setattr(data, "fetch_radon_files", lambda raw_dir: {name: tmp_path / name for name in data.RADON_FILES})
+    return tmp_path
+
+
+def test_a_home_recorded_twice_is_refused(tmp_path, monkeypatch, mirror):
+    lines = (mirror / "srrs2.dat").read_text().splitlines(keepends=True)
+    raw_dir = _survey_files(tmp_path, monkeypatch, "".join(lines[:3] + lines[1:2]), (mirror / "cty.dat").read_text())
+    with pytest.raises(DataError, match=r"srrs2\.dat row 4: idnum 1 is a second record of a home already read"):
+        data.radon_survey(raw_dir)
+
+
+def test_a_county_listed_with_two_uraniums_is_refused(tmp_path, monkeypatch, mirror):
+    lines = (mirror / "cty.dat").read_text().splitlines(keepends=True)
+    fields = lines[1].split(",")
+    fields[-1] = "9.99\n"  # the same county again, with another uranium
+    raw_dir = _survey_files(
+        tmp_path, monkeypatch, (mirror / "srrs2.dat").read_text(), "".join(lines) + ",".join(fields)
+    )
+    with pytest.raises(DataError, match=r"cty\.dat lists FIPS code \d+ twice with different names or uranium"):
+        data.county_uranium(raw_dir)

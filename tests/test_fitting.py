@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
 from pooling.chapter import number
 from pooling.data import simulate_sites
-from pooling.fitting import DiagnosticsError, LedgerError, cache_key, fit, fit_ledger, forget_chapter
+from pooling.fitting import (
+    GATE_COLUMN,
+    Diagnostics,
+    DiagnosticsError,
+    LedgerError,
+    cache_key,
+    fit,
+    fit_ledger,
+    forget_chapter,
+    formatted_report,
+)
 from pooling.models import TOY_MODELS, ModelSpec
 
 SMALL = {"draws": 300, "tune": 300, "chains": 2}
@@ -86,6 +98,17 @@ def test_gate_stops_a_fit_that_has_not_converged(sites, private_cache):
     shown = fit(POOLED, sites, **starved, demonstrates_failure=True)
     assert shown.from_cache
     assert any("bulk ESS" in problem for problem in shown.diagnostics.problems())
+    # The tables' gate column says which lines failed, and an old ledger row without the column gets the same verdict
+    row = formatted_report(shown.report())
+    assert row[GATE_COLUMN].startswith("fails: ") and "bulk ESS" in row[GATE_COLUMN]
+    assert "r_hat ≤ 1.01" in GATE_COLUMN and "bulk ESS ≥ 400" in GATE_COLUMN and "tail ESS ≥ 400" in GATE_COLUMN
+    legacy = {column: value for column, value in shown.report().items() if column != GATE_COLUMN}
+    without_names = re.sub(r" \(worst: [^)]*\)", "", row[GATE_COLUMN])
+    assert formatted_report(legacy)[GATE_COLUMN] == without_names and "bulk ESS" in without_names
+    passing = Diagnostics(1.01, 400, 400, 0, "", "", "")
+    assert passing.verdict() == "passes"
+    assert Diagnostics(1.0101, 400, 400, 0, "", "", "").verdict() == "fails: r_hat 1.010 > 1.01"
+    assert Diagnostics(1.0, 400, 399.4, 2, "", "", "").verdict() == "fails: tail ESS 399 < 400; 2 divergent transitions"
 
 
 @pytest.mark.slow

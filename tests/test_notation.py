@@ -99,7 +99,48 @@ def test_a_name_missing_from_the_posterior_is_refused(catalogue_data):
 def test_priors_reads_each_prior_from_the_built_model(catalogue_data):
     spec = RADON_MODELS["radon_varying_intercepts_weakly_informative"]
     read = priors(spec, spec.build(catalogue_data("radon")))
-    assert read["Intercept"] == "Normal(1, 1)" and read["1|county_sigma"] == "HalfNormal(0.5)"
+    # Normal(1, 1) on the intercept at the mean floor, with Normal(0, 1) on the floor: Normal(1, 1.01) at floor 0
+    assert read["Intercept"] == "Normal(1, 1.01)" and read["1|county_sigma"] == "HalfNormal(0.5)"
     assert read["sigma"] == "HalfNormal(1)"
     student_t = RADON_MODELS["radon_varying_intercepts_student_t"]
     assert priors(student_t, student_t.build(catalogue_data("radon")))["nu"] == "Gamma(shape 2, rate 0.1)"  # Bambi's
+
+
+@pytest.mark.parametrize(
+    "name, implied",
+    [
+        ("radon_pooled", "Normal(1.26, 2.42)"),  # the referee's implied prior of complete pooling's alpha
+        ("radon_varying_intercepts", "Normal(1.26, 2.42)"),
+        ("radon_uranium", "Normal(1.26, 2.64)"),
+        ("radon_contextual", "Normal(1.26, 3.96)"),
+    ],
+)
+def test_a_centred_intercept_shows_the_prior_of_the_intercept_it_reports(name, implied, catalogue_data):
+    """Bambi samples the intercept at the predictors' means and reports the one at 0: the table gives the prior that
+    implies for the reported one, and says which prior Bambi holds. Checked against draws of the built model's own
+    prior, uncentred here from the data's means."""
+    import numpy as np
+    import pymc as pm
+
+    from pooling.notation import centred_intercept
+
+    spec = RADON_MODELS[name]
+    data = catalogue_data(name)
+    model = spec.build(data)
+    assert priors(spec, model)["Intercept"] == implied
+    cell = symbol_table(spec, model).set_index("name in the posterior").loc["`Intercept`", "prior in the model"]
+    assert cell.startswith(f"{implied}: implied by Normal(1.26, ") and "at the means of floor (0.166)" in cell
+    terms = [term for term in ("floor", "log_uranium", "first_floor_share") if term in spec.formula]
+    with pymc_model(model):
+        draws = pm.sample_prior_predictive(draws=20000, random_seed=1, var_names=["Intercept", *terms]).prior
+    reported = draws["Intercept"] - sum(data[term].mean() * draws[term] for term in terms)
+    centred = centred_intercept(model)
+    assert abs(float(reported.std()) / centred.sd - 1) < 0.02 and abs(float(reported.mean()) - centred.mean) < 0.05
+    assert np.isclose(centred.mean, 1.26, atol=0.005) and centred.sd > float(draws["Intercept"].std())
+
+
+def test_a_prior_scaled_per_column_is_shown_by_its_range(catalogue_data):
+    spec = RADON_MODELS["radon_county_intercepts"]
+    assert priors(spec, spec.build(catalogue_data("radon")))["county"] == "Normal(0, 6.16 to 62.1 by county)"
+    toy = TOY_MODELS["toy_pooled"]  # no intercept: nothing is centred, the prior is the model's own
+    assert priors(toy, toy.build(catalogue_data("toy")))["x"] == "Normal(0, 20)"

@@ -354,12 +354,34 @@ def test_check_statistics_match_a_direct_computation_on_known_data_sets():
     )
     statistics = check_statistics(data_sets, county)
     np.testing.assert_allclose(statistics["share above 4 pCi/L"], [2 / 5, 0.0])
+    np.testing.assert_allclose(statistics["skewness"], stats.skew(data_sets, axis=1))
+    np.testing.assert_allclose(statistics["95% quantile"], [np.quantile(row, 0.95) for row in data_sets])
+    np.testing.assert_allclose(statistics["highest log radon"], data_sets.max(1))
+    np.testing.assert_allclose(statistics["fourth-lowest log radon"], [sorted(row)[3] for row in data_sets])
     np.testing.assert_allclose(statistics["lowest log radon"], [LOG_RADON_FLOOR, -3.0])
     np.testing.assert_array_equal(statistics["homes at or below the floor"], [1, 2])
     means = [[np.mean(row[:2]), np.mean(row[2:])] for row in data_sets]
     np.testing.assert_allclose(statistics["sd of county means"], [np.std(pair, ddof=1) for pair in means])
     with pytest.raises(ValueError, match="county names"):
         check_statistics(data_sets, county[:4])
+
+
+def test_chance_outside_matches_a_simulation_of_the_true_model():
+    """Counties simulated from the varying-intercept model with known sigma and tau: the share of observed county
+    means outside the 94% interval of their replicated means, against `chance_outside`."""
+    from pooling.predictions import chance_outside
+
+    rng = np.random.default_rng(8)
+    sigma, tau, homes = 0.73, 0.32, np.array([1, 2, 5, 20, 100])
+    weight = homes * tau**2 / (homes * tau**2 + sigma**2)
+    county_means = rng.normal(0, tau, (200000, len(homes))) + rng.normal(
+        0, sigma / np.sqrt(homes), (200000, len(homes))
+    )
+    centre, spread = weight * county_means, np.sqrt((1 + weight) * sigma**2 / homes)  # replicated means
+    outside = (np.abs(county_means - centre) > stats.norm.ppf(0.97) * spread).mean(0)
+    expected = chance_outside(homes, sigma, tau)
+    assert (np.abs(outside - expected) < 4 * np.sqrt(expected / 200000) + 1e-5).all(), (outside, expected)
+    assert expected[0] > expected[-1] and expected.max() < 0.06  # never more than chance, least for small counties
 
 
 def test_county_mean_intervals_match_a_direct_computation():

@@ -108,6 +108,15 @@ def number(value: float, digits: int = 2) -> str:
     return text.replace("-", "−")
 
 
+SUPERSCRIPTS = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
+
+
+def scientific(value: float, digits: int = 1) -> str:
+    """A number too large (or small) for `number`, as prose writes it: 2.9 × 10¹⁵."""
+    mantissa, exponent = f"{value:.{digits}e}".split("e")
+    return f"{number(float(mantissa), digits)} × 10{str(int(exponent)).translate(SUPERSCRIPTS)}"
+
+
 def number_table(frame, digits: int | dict = 2):
     """A table as the prose quotes it: every number formatted by `number`, with `digits` for all columns or per
     column ({column: digits}; columns not named keep their values), so a table and its text round alike."""

@@ -218,10 +218,15 @@ def _log_radon_transform(log_radon: str):
 
 
 def county_uranium(raw_dir: Path = RAW_DIR) -> pd.DataFrame:
-    """Every county of cty.dat, measured or not: fips, state, county_name and uranium (ppm), one row per FIPS."""
+    """Every county of cty.dat, measured or not: fips, state, county_name, uranium (ppm) and rows (how many rows of
+    cty.dat list it), one row per FIPS.
+
+    cty.dat lists some counties on several rows, each with the same name and uranium (in Minnesota, Carver and Lac
+    qui Parle, twice each): one row is kept. A FIPS code listed with different names or uranium is refused.
+    """
     raw_dir = _raw_folder(raw_dir)
     counties = _read_table(fetch_radon_files(raw_dir)["cty.dat"], ["stfips", "ctfips", "st", "cty", "Uppm"])
-    return pd.DataFrame(
+    table = pd.DataFrame(
         {
             "fips": (_numeric(counties, "stfips", "cty.dat") * 1000 + _numeric(counties, "ctfips", "cty.dat")).astype(
                 int
@@ -230,7 +235,12 @@ def county_uranium(raw_dir: Path = RAW_DIR) -> pd.DataFrame:
             "county_name": counties["cty"],
             "uranium": _numeric(counties, "Uppm", "cty.dat"),
         }
-    ).drop_duplicates("fips")  # two Minnesota FIPS codes are listed twice with the same value
+    )
+    conflicting = table.drop_duplicates().duplicated("fips")
+    if conflicting.any():
+        fips = int(table.loc[conflicting.idxmax(), "fips"])
+        raise DataError(f"cty.dat lists FIPS code {fips} twice with different names or uranium: which is right?")
+    return table.assign(rows=table.groupby("fips")["fips"].transform("size")).drop_duplicates("fips")
 
 
 # The two components of srrs2.dat. Its `state` column names the survey a record comes from: a state's own survey
@@ -268,13 +278,17 @@ def radon_survey(raw_dir: Path = RAW_DIR, log_radon: str = "book") -> pd.DataFra
     other code); county (``"STATE:NAME"``) and county_name (srrs2.dat's county field: a reservation's name for
     tribal lands); fips; floor (0 basement, 1 first floor, 2 and 3 higher floors, 9 unknown); activity; log_radon;
     weight (srrs2.dat's `adjwt`) and stratum; uranium (ppm) and log_uranium. `log_radon` is log(activity + 0.1)
-    ("book") or Gelman and Hill's log(activity, with 0 read as 0.1) ("gelman_hill"). Duplicate `idnum` rows are
-    dropped. Codes missing from cty.dat keep a missing uranium; a uranium of 0 keeps a missing log_uranium.
+    ("book") or Gelman and Hill's log(activity, with 0 read as 0.1) ("gelman_hill"); basement (srrs2.dat's own
+    answer to "does the home have a basement": "Y", "N", or missing where it is blank) and dupflag (0, 1 or 2, a
+    flag the files carry without a codebook; see chapter 6). Every record is a home of its own: an `idnum` that
+    appears twice is refused. Codes missing from cty.dat keep a missing uranium; a uranium of 0 keeps a missing
+    log_uranium.
     """
     transform = _log_radon_transform(log_radon)  # checked before any file is touched
     raw_dir = _raw_folder(raw_dir)
     paths = fetch_radon_files(raw_dir)
     columns = ["idnum", "state", "state2", "stfips", "cntyfips", "county", "floor", "activity", "adjwt", "stratum"]
+    columns += ["basement", "dupflag"]
     homes = _read_table(paths["srrs2.dat"], columns)
     county_code = _numeric(homes, "cntyfips", "srrs2.dat").astype(int)
 
@@ -289,15 +303,25 @@ def radon_survey(raw_dir: Path = RAW_DIR, log_radon: str = "book") -> pd.DataFra
             "activity": _numeric(homes, "activity", "srrs2.dat"),
             "weight": _numeric(homes, "adjwt", "srrs2.dat"),
             "stratum": _numeric(homes, "stratum", "srrs2.dat").astype(int),
+            "basement": homes["basement"].where(homes["basement"] != ""),
+            "dupflag": _numeric(homes, "dupflag", "srrs2.dat").astype(int),
         }
     )
-    uranium = county_uranium(raw_dir).rename(columns={"county_name": "fips_county_name", "state": "fips_state"})
+    repeated = table["idnum"].duplicated()
+    if repeated.any():
+        row = int(repeated.idxmax())
+        raise DataError(
+            f"srrs2.dat row {row + 2}: idnum {table.loc[row, 'idnum']} is a second record of a home already read; "
+            "the documented copy has one record per home (see data/README.md)"
+        )
+    uranium = county_uranium(raw_dir).drop(columns="rows")
+    uranium = uranium.rename(columns={"county_name": "fips_county_name", "state": "fips_state"})
     table = table.merge(uranium, on="fips", how="left", validate="many_to_one")
     listed = table["fips_state"] == table["state"]  # a county of the home's own state, as cty.dat lists it
     table["county_code"] = np.select(
         [listed, county_code.to_numpy() == UNKNOWN_COUNTY], COUNTY_CODES[:2], COUNTY_CODES[2]
     )
-    table = table.drop_duplicates("idnum").drop(columns="fips_state").reset_index(drop=True)
+    table = table.drop(columns="fips_state")
     table["log_radon"] = transform(table["activity"])
     table["log_uranium"] = np.log(table["uranium"].where(table["uranium"] > 0))
     table["county"] = table["state"] + ":" + table["county_name"]

@@ -76,16 +76,30 @@ class Diagnostics:
     bfmi_min: float = float("nan")
 
     def problems(self, allow_divergences: bool = False) -> list[str]:
+        """The gate's failing checks, each with its value, its line and the worst parameter when known."""
+
+        def worst(name: str) -> str:
+            return f" (worst: {name})" if name else ""
+
         found = []
         if not self.r_hat_max <= R_HAT_MAX:
-            found.append(f"r_hat {self.r_hat_max:.3f} > {R_HAT_MAX} (worst: {self.worst_r_hat})")
+            found.append(f"r_hat {self.r_hat_max:.3f} > {R_HAT_MAX}{worst(self.worst_r_hat)}")
         if not self.ess_bulk_min >= ESS_BULK_MIN:
-            found.append(f"bulk ESS {self.ess_bulk_min:.0f} < {ESS_BULK_MIN} (worst: {self.worst_ess})")
+            found.append(f"bulk ESS {self.ess_bulk_min:.0f} < {ESS_BULK_MIN}{worst(self.worst_ess)}")
         if not self.ess_tail_min >= ESS_TAIL_MIN:
-            found.append(f"tail ESS {self.ess_tail_min:.0f} < {ESS_TAIL_MIN} (worst: {self.worst_tail_ess})")
+            found.append(f"tail ESS {self.ess_tail_min:.0f} < {ESS_TAIL_MIN}{worst(self.worst_tail_ess)}")
         if self.divergences and not allow_divergences:
             found.append(f"{self.divergences} divergent transitions")
         return found
+
+    def verdict(self) -> str:
+        """The gate column of the diagnostics tables: "passes", or "fails: " and every failing check."""
+        problems = self.problems()
+        return "fails: " + "; ".join(problems) if problems else "passes"
+
+
+# The column of the diagnostics tables and the appendix's ledger that applies the gate, named by its lines.
+GATE_COLUMN = f"gate (r_hat ≤ {R_HAT_MAX}, bulk ESS ≥ {ESS_BULK_MIN}, tail ESS ≥ {ESS_TAIL_MIN}, no divergences)"
 
 
 @dataclass
@@ -133,6 +147,7 @@ class Fit:
             "tail ESS min": self.diagnostics.ess_tail_min,
             "E-BFMI min": self.diagnostics.bfmi_min,
             "divergences": self.diagnostics.divergences,
+            GATE_COLUMN: self.diagnostics.verdict(),
             "fit seconds": self.fit_seconds,
         }
 
@@ -150,6 +165,7 @@ REPORT_COLUMNS = (
     "tail ESS min",
     "E-BFMI min",
     "divergences",
+    GATE_COLUMN,
     "fit seconds",
 )  # the keys of `Fit.report`, in order
 # The digits each measured column of a report is shown with, in tables and in prose alike (`chapter.number`).
@@ -162,11 +178,16 @@ def formatted_report(row: dict) -> dict:
     """
     from pooling.chapter import number  # chapter imports this module
 
-    return row | {
+    formatted = row | {
         column: "" if value is None or np.isnan(value) else number(value, REPORT_DIGITS[column])
         for column, value in row.items()
         if column in REPORT_DIGITS
     }
+    checked = ("r_hat max", "bulk ESS min", "tail ESS min", "divergences")
+    if GATE_COLUMN not in row and all(column in row for column in checked):
+        # a ledger entry recorded before the gate had its column: the gate applied to its numbers
+        formatted[GATE_COLUMN] = Diagnostics(*(row[column] for column in checked), "", "", "").verdict()
+    return formatted
 
 
 def central_quantiles(probability: float = INTERVAL_PROBABILITY) -> tuple[float, float]:

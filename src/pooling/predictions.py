@@ -129,8 +129,12 @@ def check_statistics(log_radon, county) -> pd.DataFrame:
     """Statistics of data sets of log radon (one per row of `log_radon`, homes in columns, `county` naming each
     home's county) that the radon models do not fit directly, for predictive checks:
 
-    - "share above 4 pCi/L": homes whose reading, exp(log radon) - 0.1, exceeds the EPA's action level;
+    - "share above 4 pCi/L": homes whose reading, exp(log radon) - 0.1, exceeds the EPA's action level (in the
+      survey, a level near the median: a check of the middle of the distribution, not of a tail);
+    - "skewness": the standardised third moment of log radon, which a normal model puts near 0;
+    - "95% quantile" and "highest log radon": the upper tail;
     - "lowest log radon": the lowest home, whose observed value is the floor log 0.1 of the zero readings;
+    - "fourth-lowest log radon": in the survey, the lowest reading above 0 (three homes read 0);
     - "homes at or below the floor": homes at or below log 0.1, which data can reach only by reading 0;
     - "sd of county means": the spread of the counties' mean log radon, which partial pooling does not fit.
     """
@@ -141,14 +145,39 @@ def check_statistics(log_radon, county) -> pd.DataFrame:
     membership = np.zeros((len(codes), len(counties)))
     membership[np.arange(len(codes)), codes] = 1.0
     county_means = values @ membership / membership.sum(0)
+    standardised = (values - values.mean(1, keepdims=True)) / values.std(1, keepdims=True)
     return pd.DataFrame(
         {
             "share above 4 pCi/L": (values > np.log(ACTION_LEVEL + 0.1)).mean(1),
+            "skewness": (standardised**3).mean(1),
+            "95% quantile": np.quantile(values, 0.95, axis=1),
+            "highest log radon": values.max(1),
             "lowest log radon": values.min(1),
+            "fourth-lowest log radon": np.partition(values, 3, axis=1)[:, 3],
             "homes at or below the floor": (values <= LOG_RADON_FLOOR + 1e-9).sum(1),
             "sd of county means": county_means.std(1, ddof=1),
         }
     )
+
+
+def chance_outside(homes, sigma, tau, probability: float = 0.94):
+    """The probability that a county's observed mean falls outside the central interval of its replicated means
+    when the varying-intercept model is true, given sigma and tau (arguments broadcast).
+
+    With w = n tau^2 / (n tau^2 + sigma^2) the weight of the county's n homes, its replicated mean is its posterior
+    level plus new noise, variance (1 + w) sigma^2 / n about the posterior mean, while the observed mean lies
+    (1 - w)(ybar - mu) from it, variance (1 - w) sigma^2 / n: the observed mean leaves the interval with probability
+    2 (1 - Phi(z sqrt((1 + w) / (1 - w)))), z the interval's normal quantile. The uncertainty of the common
+    coefficients is left out (it is small beside a county's), and replicated means are taken as normal.
+    """
+    from scipy import stats
+
+    from pooling.fitting import central_quantiles
+
+    homes, sigma, tau = (np.asarray(value, dtype=float) for value in (homes, sigma, tau))
+    weight = homes * tau**2 / (homes * tau**2 + sigma**2)
+    z = stats.norm.ppf(central_quantiles(probability)[1])
+    return 2 * stats.norm.sf(z * np.sqrt((1 + weight) / (1 - weight)))
 
 
 def county_mean_intervals(log_radon, observed, county, probability: float = 0.94) -> pd.DataFrame:

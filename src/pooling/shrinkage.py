@@ -858,6 +858,19 @@ class _ScaleSummaries:
         """Exact posterior mean, sd, median and central interval of a scale (see `scale_summary`)."""
         return scale_summary(*self.scale_mass(scale), probability)
 
+    def scale_mode(self, scale: str) -> float:
+        """The mode of a scale's marginal posterior density: the grid cell of highest density (mass over width), refined
+        by a parabola through the log density there and at its two neighbours."""
+        grid, mass = self.scale_mass(scale)
+        with np.errstate(divide="ignore"):
+            log_density = np.log(mass) - np.log(np.gradient(grid))
+        peak = int(np.clip(np.argmax(log_density), 1, len(grid) - 2))
+        (low, centre, high), (left, middle, right) = grid[peak - 1 : peak + 2], log_density[peak - 1 : peak + 2]
+        # vertex of the parabola through the three points
+        numerator = (centre - low) ** 2 * (middle - right) - (centre - high) ** 2 * (middle - left)
+        denominator = (centre - low) * (middle - right) - (centre - high) * (middle - left)
+        return float(centre - 0.5 * numerator / denominator) if denominator else float(centre)
+
     def probability_below(self, scale: str, value: float) -> float:
         """Exact posterior probability that a scale is below `value` (the CDF of `scale_summary`)."""
         return float(_grid_cdf(*self.scale_mass(scale), value))
@@ -1262,8 +1275,13 @@ def _conditional_gaussians(cross, prior, sigma, tau, combinations):
     return log_like, means, variances
 
 
+# The prior sd that `varying_intercept_posterior(..., flat=True)` gives every coefficient: flat for any data on the
+# scale of log radon, and still a proper prior, so the engine's algebra is unchanged.
+FLAT_PRIOR_SD = 1e6
+
+
 def varying_intercept_posterior(
-    model, probability: float = 0.94, grid_points: int = 50, passes: int = 3
+    model, probability: float = 0.94, grid_points: int = 50, passes: int = 3, given=None, flat: bool = False
 ) -> GaussianGridPosterior:
     """The exact posterior of a Bambi model `y ~ 1 + terms + (1 | group)`, Gaussian, with Bambi's own priors (or of a
     model without the group term, such as complete or no pooling: then "tau" is a fixed placeholder).
@@ -1272,19 +1290,34 @@ def varying_intercept_posterior(
     sampler fits. Bambi sets all of them when the model is created: the PyMC graph (`model.build()`) is not
     needed. The combinations returned are named in `_varying_intercept_layout`.
 
+    Two changes of one thing each, for comparisons: `given` ({"sigma": 0.73, "tau": 0.32}) fixes those scales
+    instead of integrating over their priors, and `flat` puts a flat prior (`FLAT_PRIOR_SD`) on every coefficient.
+    With both, the posterior mean is generalised least squares at those scales.
+
     Any other model is refused by name (`checks.varying_intercept_model`): another family or link, no group term
     or more than one, a varying slope, a categorical predictor, a prior other than Normal on a coefficient.
     """
     checks.grid_settings(probability, grid_points, passes)
     layout = _varying_intercept_layout(model)
+    given = dict(given or {})
+    unknown = set(given) - {"sigma", "tau"}
+    if unknown:
+        raise ValueError(f"given fixes the scales 'sigma' and 'tau', not {sorted(unknown)}")
+    scale_priors = {
+        name: ScalePrior("fixed", checks.number(f"given[{name!r}]", given[name], positive=True))
+        if name in given
+        else layout[f"{name}_prior"]
+        for name in ("sigma", "tau")
+    }
+    prior_sd = np.full_like(layout["prior_sd"], FLAT_PRIOR_SD) if flat else layout["prior_sd"]
     return gaussian_grid_posterior(
         model.response_component.term.data,
         layout["fixed_design"],
         layout["prior_mean"],
-        layout["prior_sd"],
+        prior_sd,
         layout["group_design"],
-        layout["sigma_prior"],
-        layout["tau_prior"],
+        scale_priors["sigma"],
+        scale_priors["tau"],
         layout["combinations"],
         layout["names"],
         probability,
@@ -1296,13 +1329,28 @@ def varying_intercept_posterior(
 def held_out_elpd(model, held_out, grid_points: int = 50, passes: int = 3) -> pd.Series:
     """Exact log predictive density of each held-out set of rows given all the others, log p(y_S | y_-S), for a
     Bambi model that `varying_intercept_posterior` handles: one value per label of `held_out`, which labels every
-    row (its row number for leave-one-out, its county for leave-one-county-out).
+    row (its row number for leave-one-out, its county for leave-one-county-out). The column "jointly" of
+    `held_out_scores`, which says how it is computed."""
+    return held_out_scores(model, held_out, grid_points, passes)["jointly"]
 
-    Given (sigma, tau) everything is Gaussian, and (sigma, tau) is integrated by quadrature on the grid placed for
-    the full data. The model stays the one built on all the data (Bambi's data-scaled priors and its centring), so
-    leaving rows out gives the same model fewer data; a group left out entirely keeps its prior N(0, tau), so its
-    rows are predicted as a new group's. A set of several rows is the ratio of two marginal likelihoods,
-    p(y_S | y_-S) = p(y) / p(y_-S); a single row has a closed form (`_one_row_elpd`), which gives the same.
+
+def held_out_scores(model, held_out, grid_points: int = 50, passes: int = 3) -> pd.DataFrame:
+    """Two exact scores of each held-out set of rows S given all the others, one row per label of `held_out` (which
+    labels every row: its row number for leave-one-out, its county for leave-one-county-out), for a Bambi model that
+    `varying_intercept_posterior` handles:
+
+    - "jointly": log p(y_S | y_-S), the rows predicted together. For a county left out, its homes share its unknown
+      level, so the first of them tell the others where it lies (log p(y_S) = sum_i log p(y_i | y_-S, y_1..y_i-1)).
+    - "one at a time": sum over i in S of log p(y_i | y_-S), each row predicted from the other sets alone, as one
+      home of a new county would be.
+
+    A single row has one score: both columns agree. Given (sigma, tau) everything is Gaussian, and (sigma, tau) is
+    integrated by quadrature on the grid placed for the full data. The model stays the one built on all the data
+    (Bambi's data-scaled priors and its centring), so leaving rows out gives the same model fewer data; a group left
+    out entirely keeps its prior N(0, tau), so its rows are predicted as a new group's. A set of several rows is
+    scored jointly by the ratio of two marginal likelihoods, p(y_S | y_-S) = p(y) / p(y_-S), and one at a time by
+    each row's normal predictive given y_-S and (sigma, tau), averaged over the posterior of (sigma, tau) given
+    y_-S; a single row has a closed form (`_one_row_elpd`), which gives the same.
     """
     layout = _varying_intercept_layout(model)
     y = np.asarray(model.response_component.term.data, dtype=float)
@@ -1312,6 +1360,7 @@ def held_out_elpd(model, held_out, grid_points: int = 50, passes: int = 3) -> pd
             f"held_out must label each of the {len(y)} rows of the model's data, got shape {held_out.shape}"
         )
     fixed_design, group_design = layout["fixed_design"], layout["group_design"]
+    design = np.column_stack([fixed_design, group_design])
     prior = layout["prior_mean"], layout["prior_sd"]
     scales = layout["sigma_prior"], layout["tau_prior"]
     cross = _cross_products(y, fixed_design, group_design)
@@ -1319,37 +1368,44 @@ def held_out_elpd(model, held_out, grid_points: int = 50, passes: int = 3) -> pd
     labels, first, counts = np.unique(held_out, return_index=True, return_counts=True)
     order = np.argsort(first)  # labels in order of appearance
     labels, first, counts = labels[order], first[order], counts[order]
+    rows_of = [] if (counts == 1).all() else [np.flatnonzero(held_out == label) for label in labels]
     subsets = [
-        _cross_products(y[kept], fixed_design[kept], group_design[kept])
-        for kept in ([] if (counts == 1).all() else [held_out != label for label in labels])
+        _cross_products(np.delete(y, rows), np.delete(fixed_design, rows, 0), np.delete(group_design, rows, 0))
+        for rows in rows_of
     ]
 
     def on_grid(sigma, tau, log_weight):
-        """Each held-out set's log predictive density, and the posterior mass on the grid without it."""
+        """Each held-out set's two scores, and the posterior mass on the grid without it."""
         if not subsets:
-            rows = np.column_stack([fixed_design, group_design])[first]
-            return _one_row_elpd(cross, prior, sigma, tau, log_weight, y[first], rows)
-        no_combinations = np.empty((0, fixed_design.shape[1] + group_design.shape[1]))
-        log_masses = np.stack(
-            [
-                _conditional_gaussians(part, prior, sigma, tau, no_combinations)[0] + log_weight
-                for part in [cross, *subsets]
-            ]
-        )
+            log_elpd, masses = _one_row_elpd(cross, prior, sigma, tau, log_weight, y[first], design[first])
+            return log_elpd, log_elpd, masses
+        no_combinations = np.empty((0, design.shape[1]))
+        log_masses, alone = [_conditional_gaussians(cross, prior, sigma, tau, no_combinations)[0] + log_weight], []
+        for part, rows in zip(subsets, rows_of, strict=True):
+            log_like, means, variances = _conditional_gaussians(part, prior, sigma, tau, design[rows])
+            log_masses.append(log_like + log_weight)
+            alone.append(stats.norm.logpdf(y[rows], means, np.sqrt(variances + sigma[:, None, None] ** 2)))
+        log_masses = np.stack(log_masses)
         log_evidence = special.logsumexp(log_masses, axis=(1, 2))
         masses = np.exp(log_masses - log_evidence[:, None, None])
-        return log_evidence[0] - log_evidence[1:], masses
+        one_at_a_time = np.array(
+            [
+                special.logsumexp(log_mass[..., None] - evidence + density, axis=(0, 1)).sum()
+                for log_mass, evidence, density in zip(log_masses[1:], log_evidence[1:], alone, strict=True)
+            ]
+        )
+        return log_evidence[0] - log_evidence[1:], one_at_a_time, masses
 
     # The grid is placed for the full data; a posterior without some rows may reach past it (with few data), so the
     # grid is widened, at the same spacing, until it holds every one of them.
     for _ in range(50):
-        values, masses = on_grid(sigma, tau, log_weight)
+        jointly, one_at_a_time, masses = on_grid(sigma, tau, log_weight)
         sigma_range, sigma_points = _widened(sigma, masses.sum(2), bounds[0])
         tau_range, tau_points = _widened(tau, masses.sum(1), bounds[1])
         if (sigma_points, tau_points) == (len(sigma), len(tau)):
             break
         sigma, tau, log_weight = _grid(*scales, (sigma_points, tau_points), sigma_range, tau_range)
-    return pd.Series(values, index=labels, name="elpd")
+    return pd.DataFrame({"jointly": jointly, "one at a time": one_at_a_time}, index=pd.Index(labels, name="held out"))
 
 
 def _one_row_elpd(cross, prior, sigma, tau, log_weight, y, rows):
