@@ -65,15 +65,17 @@ def _loo(idata) -> az.ELPDData:
         return az.loo(idata, pointwise=True)
 
 
-def pointwise_loo(result: Fit, step: int = 1) -> az.ELPDData:
-    """PSIS-LOO of a fit, pointwise, from every `step`-th draw of each chain [@vehtari2017practical].
+def pointwise_loo(result: Fit, step: int = 1, start: int = 0) -> az.ELPDData:
+    """PSIS-LOO of a fit, pointwise, from every `step`-th draw of each chain, beginning at draw `start`
+    [@vehtari2017practical]; thinnings with different starts use disjoint draws, so their difference shows the
+    Monte Carlo error of the thinning.
 
     The pointwise log-likelihood is computed for those draws alone and not kept: for thousands of observations it is
     the largest array of a fit. Every draw of a thinned chain is still a draw from the posterior, so `step` trades
     Monte Carlo precision for time and memory, and a fit that needed long chains for the gate need not pay for them
     twice.
     """
-    thinned = result.idata.isel(draw=slice(None, None, step))
+    thinned = result.idata.isel(draw=slice(start, None, step))
     if "log_likelihood" not in thinned.groups():
         add_log_likelihood(result.model, thinned)
     return _loo(thinned)
@@ -93,10 +95,10 @@ def group_log_likelihood(model: pm.Model, idata, group: str = "county"):
     return total
 
 
-def group_loo(result: Fit, group: str = "county", step: int = 1) -> az.ELPDData:
+def group_loo(result: Fit, group: str = "county", step: int = 1, start: int = 0) -> az.ELPDData:
     """PSIS-LOO leaving out one whole group at a time (a new county rather than a new home), from every `step`-th
-    draw, with `group_log_likelihood` as the pointwise log-likelihood."""
-    thinned = result.idata.isel(draw=slice(None, None, step))
+    draw beginning at `start`, with `group_log_likelihood` as the pointwise log-likelihood."""
+    thinned = result.idata.isel(draw=slice(start, None, step))
     total = group_log_likelihood(result.model.backend_model, thinned, group)
     return _loo(az.InferenceData(posterior=thinned.posterior, log_likelihood=total.to_dataset(name=f"{group}s")))
 
