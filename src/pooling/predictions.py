@@ -81,6 +81,21 @@ def pointwise_loo(result: Fit, step: int = 1, start: int = 0) -> az.ELPDData:
     return _loo(thinned)
 
 
+def loo_summary(loo: az.ELPDData) -> dict:
+    """A LOO's elpd, its standard error (the data's, not the draws') and its Pareto k diagnostics
+    [@vehtari2017practical]: how many k exceed 0.5 and 0.7 (above 0.7 the importance-sampling estimate of that point
+    is unreliable), the largest and where it is."""
+    k = loo.pareto_k.to_series()
+    return {
+        "elpd": float(loo.elpd_loo),
+        "SE": float(loo.se),
+        "k > 0.5": int((k > 0.5).sum()),
+        "k > 0.7": int((k > 0.7).sum()),
+        "largest k": float(k.max()),
+        "where": k.idxmax(),
+    }
+
+
 def group_log_likelihood(model: pm.Model, idata, group: str = "county"):
     """Each group's log-likelihood in each draw (chain, draw, group), for a hand-written model whose observed
     variables are statistics of each group with the group's effect integrated out (`models.three_levels`): each
