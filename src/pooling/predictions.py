@@ -142,9 +142,10 @@ ACTION_LEVEL = 4.0
 LOG_RADON_FLOOR = float(np.log(0.1))
 
 
-def check_statistics(log_radon, county) -> pd.DataFrame:
+def check_statistics(log_radon, county, group=None) -> pd.DataFrame:
     """Statistics of data sets of log radon (one per row of `log_radon`, homes in columns, `county` naming each
-    home's county) that the radon models do not fit directly, for predictive checks:
+    home's county) that the radon models do not fit directly, for predictive checks. With `group` (each home's
+    state, say), each statistic is computed within each group, in columns (group, statistic):
 
     - "share above 4 pCi/L": homes whose reading, exp(log radon) - 0.1, exceeds the EPA's action level;
     - "lowest log radon": the lowest home, whose observed value is the floor log 0.1 of the zero readings;
@@ -155,6 +156,15 @@ def check_statistics(log_radon, county) -> pd.DataFrame:
     codes, counties = pd.factorize(np.asarray(county))
     if values.shape[1] != len(codes):
         raise ValueError(f"log_radon has {values.shape[1]} homes per data set but county names {len(codes)}")
+    if group is not None:
+        group = np.asarray(group)
+        if len(group) != len(codes):
+            raise ValueError(f"log_radon has {values.shape[1]} homes per data set but group names {len(group)}")
+        county = np.asarray(county)
+        return pd.concat(
+            {name: check_statistics(values[:, group == name], county[group == name]) for name in np.unique(group)},
+            axis=1,
+        )
     membership = np.zeros((len(codes), len(counties)))
     membership[np.arange(len(codes)), codes] = 1.0
     county_means = values @ membership / membership.sum(0)
