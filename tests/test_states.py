@@ -83,3 +83,38 @@ def test_priors_are_read_from_the_pymc_model(two_states):
     slopes = RADON_MODELS["radon_correlated_slopes"].build(two_states).backend_model
     with pytest.raises(ValueError, match="sigma has a HalfStudentT prior"):
         pymc_prior(slopes, "sigma")
+
+
+def test_cochran_q_matches_statsmodels_meta_analysis_on_the_eight_schools():
+    from statsmodels.stats.meta_analysis import combine_effects
+
+    from pooling.heterogeneity import cochran_q
+
+    q = cochran_q(SCHOOLS, ERRORS)
+    reference = combine_effects(SCHOOLS, ERRORS**2)
+    assert q["statistic"] == pytest.approx(reference.q, rel=1e-10)
+    assert q["pooled"] == pytest.approx(reference.mean_effect_fe, rel=1e-10)
+    assert q["p"] == pytest.approx(stats.chi2.sf(reference.q, 7), rel=1e-10)
+    assert cochran_q([1.0, 1.0, 1.0], [0.1, 0.2, 0.3])["statistic"] == 0
+
+
+def test_likelihood_ratio_tests_match_separate_fits_where_the_models_separate(two_states):
+    """Simulated homes of two states (their real counties and floors) with one county sd give no evidence of a
+    county sd per state at the 0.1% level, and homes with very different county sds do; the per-state floor effects
+    recover the simulated one."""
+    from pooling.heterogeneity import likelihood_ratio_tests, per_group_floor_effects
+
+    rng = np.random.default_rng(7)
+    homes = two_states.assign(county=two_states["county"].astype(str), state=two_states["state"].astype(str))
+    codes, _ = pd.factorize(homes["county"])
+    effects = rng.normal(0, 1, codes.max() + 1)
+    for county_sds, rejected in (({"AZ": 0.3, "MA": 0.3}, False), ({"AZ": 0.05, "MA": 0.8}, True)):
+        county_sd = homes["state"].map(county_sds).to_numpy()
+        simulated = homes.assign(
+            log_radon=1 - 0.6 * homes["floor"] + county_sd * effects[codes] + rng.normal(0, 0.8, len(homes))
+        )
+        tests = likelihood_ratio_tests(simulated)
+        assert (tests["p"].loc["a county sd per state"] < 0.001) == rejected
+        assert tests["df"].eq(1).all()
+    floors = per_group_floor_effects(simulated)
+    assert list(floors.index) == ["AZ", "MA"] and (floors["floor"] - -0.6).abs().lt(3 * floors["SE"]).all()

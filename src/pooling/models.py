@@ -607,6 +607,17 @@ CHAPTER_9_MODELS = [
         floor_by_state=True,
         county_sd_per_state=True,
     ),
+    # The same changes in another order, so chapter 9 can show that its conclusions do not depend on the path.
+    three_level_spec(
+        "radon_pooled_states_one_sigma",
+        "the state levels partially pooled, one residual sd (the first edition's model with pooling added first)",
+        sigma_per_state=False,
+    ),
+    three_level_spec(
+        "radon_three_levels_county_sd_only",
+        "the state levels partially pooled, a residual sd and a county sd per state, one floor effect",
+        county_sd_per_state=True,
+    ),
 ]
 
 URANIUM_LINE = (

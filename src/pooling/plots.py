@@ -290,11 +290,14 @@ def posterior_densities(
     return figure
 
 
-def interval_plot(rows: pd.DataFrame, title: str, x_title: str, truth: dict[str, float] | None = None) -> go.Figure:
+def interval_plot(
+    rows: pd.DataFrame, title: str, x_title: str, truth: dict[str, float] | None = None, truth_label: str = "true value"
+) -> go.Figure:
     """Posterior means with 94% central intervals, one row per (estimate, group): columns `estimate`, `group`,
     `mean`, `low`, `high`. Each group has a band on the y axis, labelled by the group alone (short labels leave the
     plot its width on a phone), with each estimate at its own place in the band, named by colour and legend;
-    optional true values per group as dotted marks across their band."""
+    optional true values per group as dotted marks across their band, named `truth_label` (say, "observed" for a
+    predictive check)."""
     figure = go.Figure()
     groups = list(dict.fromkeys(rows["group"]))
     estimates = list(dict.fromkeys(rows["estimate"]))
@@ -323,10 +326,10 @@ def interval_plot(rows: pd.DataFrame, title: str, x_title: str, truth: dict[str,
             x=[value for value in truth.values() for _ in range(3)],
             y=[y for position in positions for y in (position - 0.45, position + 0.45, None)],
             mode="lines",
-            name="true value",
+            name=truth_label,
             line={"dash": "dot", "color": "grey", "width": 2},
             customdata=[group for group in truth for _ in range(3)],
-            hovertemplate="true value for %{customdata}: %{x:g}<extra></extra>",
+            hovertemplate=f"{truth_label} for %{{customdata}}: %{{x:g}}<extra></extra>",
         )
     figure.update_layout(
         title=title,

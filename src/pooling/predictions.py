@@ -65,18 +65,35 @@ def _loo(idata) -> az.ELPDData:
         return az.loo(idata, pointwise=True)
 
 
-def pointwise_loo(result: Fit, step: int = 1) -> az.ELPDData:
-    """PSIS-LOO of a fit, pointwise, from every `step`-th draw of each chain [@vehtari2017practical].
+def pointwise_loo(result: Fit, step: int = 1, start: int = 0) -> az.ELPDData:
+    """PSIS-LOO of a fit, pointwise, from every `step`-th draw of each chain, beginning at draw `start`
+    [@vehtari2017practical]; thinnings with different starts use disjoint draws, so their difference shows the
+    Monte Carlo error of the thinning.
 
     The pointwise log-likelihood is computed for those draws alone and not kept: for thousands of observations it is
     the largest array of a fit. Every draw of a thinned chain is still a draw from the posterior, so `step` trades
     Monte Carlo precision for time and memory, and a fit that needed long chains for the gate need not pay for them
     twice.
     """
-    thinned = result.idata.isel(draw=slice(None, None, step))
+    thinned = result.idata.isel(draw=slice(start, None, step))
     if "log_likelihood" not in thinned.groups():
         add_log_likelihood(result.model, thinned)
     return _loo(thinned)
+
+
+def loo_summary(loo: az.ELPDData) -> dict:
+    """A LOO's elpd, its standard error (the data's, not the draws') and its Pareto k diagnostics
+    [@vehtari2017practical]: how many k exceed 0.5 and 0.7 (above 0.7 the importance-sampling estimate of that point
+    is unreliable), the largest and where it is."""
+    k = loo.pareto_k.to_series()
+    return {
+        "elpd": float(loo.elpd_loo),
+        "SE": float(loo.se),
+        "k > 0.5": int((k > 0.5).sum()),
+        "k > 0.7": int((k > 0.7).sum()),
+        "largest k": float(k.max()),
+        "where": k.idxmax(),
+    }
 
 
 def group_log_likelihood(model: pm.Model, idata, group: str = "county"):
@@ -93,10 +110,10 @@ def group_log_likelihood(model: pm.Model, idata, group: str = "county"):
     return total
 
 
-def group_loo(result: Fit, group: str = "county", step: int = 1) -> az.ELPDData:
+def group_loo(result: Fit, group: str = "county", step: int = 1, start: int = 0) -> az.ELPDData:
     """PSIS-LOO leaving out one whole group at a time (a new county rather than a new home), from every `step`-th
-    draw, with `group_log_likelihood` as the pointwise log-likelihood."""
-    thinned = result.idata.isel(draw=slice(None, None, step))
+    draw beginning at `start`, with `group_log_likelihood` as the pointwise log-likelihood."""
+    thinned = result.idata.isel(draw=slice(start, None, step))
     total = group_log_likelihood(result.model.backend_model, thinned, group)
     return _loo(az.InferenceData(posterior=thinned.posterior, log_likelihood=total.to_dataset(name=f"{group}s")))
 
@@ -125,9 +142,10 @@ ACTION_LEVEL = 4.0
 LOG_RADON_FLOOR = float(np.log(0.1))
 
 
-def check_statistics(log_radon, county) -> pd.DataFrame:
+def check_statistics(log_radon, county, group=None) -> pd.DataFrame:
     """Statistics of data sets of log radon (one per row of `log_radon`, homes in columns, `county` naming each
-    home's county) that the radon models do not fit directly, for predictive checks:
+    home's county) that the radon models do not fit directly, for predictive checks. With `group` (each home's
+    state, say), each statistic is computed within each group, in columns (group, statistic):
 
     - "share above 4 pCi/L": homes whose reading, exp(log radon) - 0.1, exceeds the EPA's action level (in the
       survey, a level near the median: a check of the middle of the distribution, not of a tail);
@@ -142,6 +160,15 @@ def check_statistics(log_radon, county) -> pd.DataFrame:
     codes, counties = pd.factorize(np.asarray(county))
     if values.shape[1] != len(codes):
         raise ValueError(f"log_radon has {values.shape[1]} homes per data set but county names {len(codes)}")
+    if group is not None:
+        group = np.asarray(group)
+        if len(group) != len(codes):
+            raise ValueError(f"log_radon has {values.shape[1]} homes per data set but group names {len(group)}")
+        county = np.asarray(county)
+        return pd.concat(
+            {name: check_statistics(values[:, group == name], county[group == name]) for name in np.unique(group)},
+            axis=1,
+        )
     membership = np.zeros((len(codes), len(counties)))
     membership[np.arange(len(codes)), codes] = 1.0
     county_means = values @ membership / membership.sum(0)
