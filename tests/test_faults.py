@@ -866,7 +866,7 @@ def test_post_render_without_a_site_or_with_a_read_only_one_is_one_line(tmp_path
         == f"post-render: there is no rendered site in {tmp_path / '_site'}: run `quarto render` first.\n"
     )
     (tmp_path / "_site").mkdir()
-    (tmp_path / "_site" / "index.html").write_text('<script src="https://cdn.example/require.min.js"></script>')
+    (tmp_path / "_site" / "index.html").write_text('<script src="https://other.example/require.min.js"></script>')
     monkeypatch.setattr(files.tempfile, "mkstemp", lambda **kwargs: _raise(errno.EROFS, "Read-only file system"))
     assert main(["post-render"]) == 1
     err = capsys.readouterr().err
