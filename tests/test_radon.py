@@ -401,6 +401,17 @@ def test_new_group_effects_are_shared_within_a_group_and_drawn_with_sd_tau():
     assert abs(values.mean(0) - 1).max() < 0.02 and abs(np.corrcoef(values[:, 0], values[:, 2])[0, 1]) < 0.02
 
 
+def test_varying_slope_test_matches_an_independent_reml_and_its_boundary_p_value(minnesota):
+    """The referee's independent REML (sigma_beta 0.28; sigma_beta = 0 is 0.90 log-likelihood units below the
+    maximum, boundary p about 0.09), and the p-value as half the chi-squared(1) tail of twice the drop."""
+    from pooling.heterogeneity import varying_slope_test
+
+    result = varying_slope_test(minnesota)
+    assert abs(result["sd"] - 0.28) < 0.005 and abs(result["drop"] - 0.90) < 0.01
+    assert abs(result["intercept_sd"] - 0.32) < 0.01
+    assert result["p"] == pytest.approx(0.5 * stats.chi2.sf(2 * result["drop"], 1)) and 0.08 < result["p"] < 0.1
+
+
 def test_chance_outside_matches_a_simulation_of_the_true_model():
     """Counties simulated from the varying-intercept model with known sigma and tau: the share of observed county
     means outside the 94% interval of their replicated means, against `chance_outside`."""
