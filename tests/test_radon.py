@@ -84,6 +84,20 @@ def test_every_county_has_uranium_or_the_gap_is_named(survey):
     assert (missing_log == (survey["uranium"].isna() | (survey["uranium"] == 0))).all()
 
 
+def test_minnesotas_87_codes_are_85_surveyed_counties_and_two_that_are_not_counties():
+    """cty.dat lists all 87 Minnesota counties; the survey missed Grant and Red Lake, and the file's other two
+    Minnesota codes are 189 (no county) and 999 (county unknown), both in the tribal-lands sample."""
+    from pooling.data import county_uranium, radon_survey
+
+    listed = county_uranium().query("state == 'MN'")
+    records = radon_survey().query("state == 'MN'")
+    surveyed = set(records.loc[records["component"] == "state survey", "fips"])
+    assert len(listed) == listed["fips"].nunique() == 87 and records["fips"].nunique() == 87
+    assert sorted(listed.loc[~listed["fips"].isin(surveyed), "county_name"]) == ["GRANT", "REDLAKE"]
+    assert sorted(set(records["fips"]) - set(listed["fips"])) == [27189, 27999]
+    assert set(records.loc[records["county_code"] == "county", "fips"]) == surveyed
+
+
 def test_minnesota_is_a_subset_of_the_survey(minnesota, survey):
     ours = survey[survey["state"] == "MN"].set_index("idnum")
     np.testing.assert_allclose(ours.loc[minnesota["idnum"], "log_radon"], minnesota["log_radon"])
@@ -362,8 +376,40 @@ def test_check_statistics_match_a_direct_computation_on_known_data_sets():
     np.testing.assert_array_equal(statistics["homes at or below the floor"], [1, 2])
     means = [[np.mean(row[:2]), np.mean(row[2:])] for row in data_sets]
     np.testing.assert_allclose(statistics["sd of county means"], [np.std(pair, ddof=1) for pair in means])
+    np.testing.assert_allclose(statistics["share above 20 pCi/L"], [0.0, 0.0])
     with pytest.raises(ValueError, match="county names"):
         check_statistics(data_sets, county[:4])
+    # The correlation of county means with a county covariate, against numpy's; a missing county is named
+    uranium = {"a": -1.0, "b": 0.5}
+    correlated = check_statistics(data_sets, county, county_covariate=uranium)["county means vs covariate"]
+    np.testing.assert_allclose(correlated, [np.corrcoef([pair, [-1.0, 0.5]])[0, 1] for pair in means])
+    with pytest.raises(ValueError, match=r"no value for counties \['b'\]"):
+        check_statistics(data_sets, county, county_covariate={"a": 1.0})
+
+
+def test_new_group_effects_are_shared_within_a_group_and_drawn_with_sd_tau():
+    """The textbook draw for groups the model has not seen: one effect per draw and group, N(0, tau), times the
+    predictor; homes of one group share it, homes of different groups do not."""
+    from pooling.predictions import _with_new_effects
+
+    draws = 40_000
+    tau = np.full(draws, 0.5)
+    common = np.ones((draws, 3))
+    values = _with_new_effects(common, tau, np.array([1.0, 1.0, 2.0]), np.array([0, 0, 1]), np.random.default_rng(1))
+    np.testing.assert_array_equal(values[:, 0], values[:, 1])
+    assert abs(values[:, 0].std() - 0.5) < 0.01 and abs(values[:, 2].std() - 1.0) < 0.02
+    assert abs(values.mean(0) - 1).max() < 0.02 and abs(np.corrcoef(values[:, 0], values[:, 2])[0, 1]) < 0.02
+
+
+def test_varying_slope_test_matches_an_independent_reml_and_its_boundary_p_value(minnesota):
+    """The referee's independent REML (sigma_beta 0.28; sigma_beta = 0 is 0.90 log-likelihood units below the
+    maximum, boundary p about 0.09), and the p-value as half the chi-squared(1) tail of twice the drop."""
+    from pooling.heterogeneity import varying_slope_test
+
+    result = varying_slope_test(minnesota)
+    assert abs(result["sd"] - 0.28) < 0.005 and abs(result["drop"] - 0.90) < 0.01
+    assert abs(result["intercept_sd"] - 0.32) < 0.01
+    assert result["p"] == pytest.approx(0.5 * stats.chi2.sf(2 * result["drop"], 1)) and 0.08 < result["p"] < 0.1
 
 
 def test_chance_outside_matches_a_simulation_of_the_true_model():

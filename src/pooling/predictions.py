@@ -50,12 +50,40 @@ def new_group_predictions(result: Fit, rows: pd.DataFrame, term: str, seed: int)
     predictor = np.ones(len(rows)) if expression == "1" else rows[expression].to_numpy(dtype=float)
     means = {
         "resampled": _stacked(resampled.posterior["mu"]),
-        "textbook": _stacked(common.posterior["mu"]) + rng.normal(0.0, tau)[:, None] * predictor,
+        "textbook": _with_new_effects(_stacked(common.posterior["mu"]), tau, predictor, np.zeros(len(rows), int), rng),
     }
     sigma = _stacked(idata.posterior["sigma"])[:, None]
     return {
         name: {"mean": mean, "response": mean + sigma * rng.standard_normal(mean.shape)} for name, mean in means.items()
     }
+
+
+def _with_new_effects(common: np.ndarray, tau: np.ndarray, predictor: np.ndarray, codes: np.ndarray, rng):
+    """`common` (draws x rows) plus, per draw, a fresh effect u_g ~ N(0, tau) for each group code g in `codes`,
+    times the term's predictor: the textbook draw for groups the model has not seen."""
+    effects = rng.normal(0.0, tau[:, None], size=(len(tau), codes.max() + 1))
+    return common + effects[:, codes] * predictor
+
+
+def new_groups_replicates(result: Fit, data: pd.DataFrame, term: str, seed: int) -> np.ndarray:
+    """Replicated data sets (draws x rows of `data`) in which every group of `term` (e.g. "1|county") is new:
+    per posterior draw, each group gets a fresh effect u_g ~ N(0, tau) instead of its fitted one, plus N(0, sigma)
+    noise. What the group-level model says about groups, not what the data said about these ones: a check of the
+    group level that the fitted effects cannot pass by copying the data."""
+    if term not in result.idata.posterior:
+        known = list(result.idata.posterior)
+        raise ValueError(f"{result.spec.name} has no group term {term!r}; its posterior has {known}")
+    rng = np.random.default_rng(seed)
+    idata = result.idata
+    common = result.model.predict(idata, data=data, kind="response_params", inplace=False, include_group_specific=False)
+    expression, group = (part.strip() for part in term.split("|"))
+    predictor = np.ones(len(data)) if expression == "1" else data[expression].to_numpy(dtype=float)
+    codes = pd.factorize(data[group])[0]
+    mean = _with_new_effects(
+        _stacked(common.posterior["mu"]), _stacked(idata.posterior[f"{term}_sigma"]), predictor, codes, rng
+    )
+    sigma = _stacked(idata.posterior["sigma"])[:, None]
+    return mean + sigma * rng.standard_normal(mean.shape)
 
 
 def _loo(idata) -> az.ELPDData:
@@ -139,10 +167,11 @@ def elpd_difference(first, second) -> tuple[float, float]:
 # The EPA's action level for indoor radon, in pCi/L, and the floor of the book's log radon, log(0 + 0.1): a reading of
 # 0 pCi/L, the lowest the survey records.
 ACTION_LEVEL = 4.0
+HIGH_LEVEL = 20.0  # pCi/L: five times the action level, in the survey's upper tail
 LOG_RADON_FLOOR = float(np.log(0.1))
 
 
-def check_statistics(log_radon, county, group=None) -> pd.DataFrame:
+def check_statistics(log_radon, county, group=None, county_covariate=None) -> pd.DataFrame:
     """Statistics of data sets of log radon (one per row of `log_radon`, homes in columns, `county` naming each
     home's county) that the radon models do not fit directly, for predictive checks. With `group` (each home's
     state, say), each statistic is computed within each group, in columns (group, statistic):
@@ -154,7 +183,11 @@ def check_statistics(log_radon, county, group=None) -> pd.DataFrame:
     - "lowest log radon": the lowest home, whose observed value is the floor log 0.1 of the zero readings;
     - "fourth-lowest log radon": in the survey, the lowest reading above 0 (three homes read 0);
     - "homes at or below the floor": homes at or below log 0.1, which data can reach only by reading 0;
-    - "sd of county means": the spread of the counties' mean log radon, which partial pooling does not fit.
+    - "share above 20 pCi/L": homes far above the action level, a check of the upper tail;
+    - "sd of county means": the spread of the counties' mean log radon, which partial pooling does not fit;
+    - with `county_covariate` (a mapping from county to a value, such as log uranium), "county means vs covariate":
+      the correlation of the counties' mean log radon with it, which a model without the covariate can reproduce
+      only through the fitted county effects.
     """
     values = np.atleast_2d(np.asarray(log_radon, dtype=float))
     codes, counties = pd.factorize(np.asarray(county))
@@ -166,16 +199,22 @@ def check_statistics(log_radon, county, group=None) -> pd.DataFrame:
             raise ValueError(f"log_radon has {values.shape[1]} homes per data set but group names {len(group)}")
         county = np.asarray(county)
         return pd.concat(
-            {name: check_statistics(values[:, group == name], county[group == name]) for name in np.unique(group)},
+            {
+                name: check_statistics(
+                    values[:, group == name], county[group == name], county_covariate=county_covariate
+                )
+                for name in np.unique(group)
+            },
             axis=1,
         )
     membership = np.zeros((len(codes), len(counties)))
     membership[np.arange(len(codes)), codes] = 1.0
     county_means = values @ membership / membership.sum(0)
     standardised = (values - values.mean(1, keepdims=True)) / values.std(1, keepdims=True)
-    return pd.DataFrame(
+    statistics = pd.DataFrame(
         {
             "share above 4 pCi/L": (values > np.log(ACTION_LEVEL + 0.1)).mean(1),
+            "share above 20 pCi/L": (values > np.log(HIGH_LEVEL + 0.1)).mean(1),
             "skewness": (standardised**3).mean(1),
             "95% quantile": np.quantile(values, 0.95, axis=1),
             "highest log radon": values.max(1),
@@ -185,6 +224,17 @@ def check_statistics(log_radon, county, group=None) -> pd.DataFrame:
             "sd of county means": county_means.std(1, ddof=1),
         }
     )
+    if county_covariate is not None:
+        covariate = pd.Series(county_covariate).reindex(counties).to_numpy(dtype=float)
+        if np.isnan(covariate).any():
+            missing = [str(name) for name in counties[np.isnan(covariate)][:3]]
+            raise ValueError(f"county_covariate has no value for counties {missing}: give one for every county")
+        centred = county_means - county_means.mean(1, keepdims=True)
+        covariate = covariate - covariate.mean()
+        statistics["county means vs covariate"] = (centred @ covariate) / (
+            np.linalg.norm(centred, axis=1) * np.linalg.norm(covariate)
+        )
+    return statistics
 
 
 def chance_outside(homes, sigma, tau, probability: float = 0.94):
