@@ -88,6 +88,11 @@ FIT_FAULTS = {
         ValueError,
         "the prior on 'x', Normal(mu: 0.0, sigma: -1.0), has sigma=-1.0: a Normal's sigma must be positive",
     ),
+    "a fixed sigma whose square underflows (hypothesis found it: the log density was -inf)": (
+        lambda sites: (dataclasses.replace(POOLED, priors={"sigma": 1.8e-200}), sites, {}),
+        ValueError,
+        "the prior on 'sigma' is 1.8e-200: sigma must be from 1e-150 to 1e150",
+    ),
     "a zero scale of a hyperprior": (
         lambda sites: (ZERO_HYPERPRIOR, sites, {}),
         ValueError,

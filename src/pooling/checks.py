@@ -87,7 +87,8 @@ def finite_column(name: str, data: pd.DataFrame, column: str) -> np.ndarray:
 
 
 def array(name: str, values, *, positive: bool = False) -> np.ndarray:
-    """A number or array of numbers (not strings or bools), all finite, and with `positive` all > 0."""
+    """A number or array of numbers (not strings or bools), all finite, and with `positive` all scales: from 1e-150
+    to 1e150."""
     try:
         kind = np.asarray(values).dtype.kind
     except ValueError:  # lists of different lengths
@@ -103,10 +104,19 @@ def array(name: str, values, *, positive: bool = False) -> np.ndarray:
     return values
 
 
+SMALLEST_SCALE = 1e-150
+
+
 def _first_violation(values: np.ndarray, positive: bool) -> tuple[str, list, float] | None:
-    """The first requirement ("finite", then with `positive` "positive") an entry of `values` breaks, that entry's
-    index (empty for a number) and its value; None if all entries meet them."""
-    for wrong, requirement in ((~np.isfinite(values), "finite"), (positive & ~(values > 0), "positive")):
+    """The first requirement ("finite", then with `positive` "positive" and "from 1e-150 to 1e150") an entry of
+    `values` breaks, that entry's index (empty for a number) and its value; None if all entries meet them. A scale
+    outside 1e-150..1e150 has a square (a variance) that float64 rounds to 0 or infinity: the log density is -inf."""
+    requirements = (
+        (~np.isfinite(values), "finite"),
+        (positive & ~(values > 0), "positive"),
+        (positive & ~((values >= SMALLEST_SCALE) & (values <= 1 / SMALLEST_SCALE)), "from 1e-150 to 1e150"),
+    )
+    for wrong, requirement in requirements:
         if np.any(wrong):
             index = np.argwhere(wrong)[0].tolist()
             return requirement, index, float(values[tuple(index)])
