@@ -118,3 +118,26 @@ def test_likelihood_ratio_tests_match_separate_fits_where_the_models_separate(tw
         assert tests["df"].eq(1).all()
     floors = per_group_floor_effects(simulated)
     assert list(floors.index) == ["AZ", "MA"] and (floors["floor"] - -0.6).abs().lt(3 * floors["SE"]).all()
+
+
+def test_exact_random_intercept_likelihood_matches_mixedlm(two_states):
+    """The closed-form likelihood behind the per-state-sd tests equals statsmodels' MixedLM log-likelihood at its ML
+    estimates (one residual sd, one county sd, a level and floor effect per state), and its own maximum over those
+    parameters reaches MixedLM's."""
+    import statsmodels.formula.api as smf
+
+    from pooling.heterogeneity import _county_statistics, _ml_by_group, random_intercept_loglik
+
+    homes = two_states.assign(county=two_states["county"].astype(str), state=two_states["state"].astype(str))
+    result = smf.mixedlm("log_radon ~ 0 + C(state) + C(state):floor", homes, groups=homes["county"]).fit(reml=False)
+    counties = _county_statistics(homes, "state")
+    names = sorted(homes["state"].unique())
+    level = counties["group"].map(dict(zip(names, result.fe_params.iloc[:2], strict=True))).to_numpy()
+    floor = counties["group"].map(dict(zip(names, result.fe_params.iloc[2:], strict=True))).to_numpy()
+    sigma, tau = np.sqrt(result.scale), np.sqrt(result.cov_re.iloc[0, 0])
+    assert random_intercept_loglik(counties, level, floor, sigma, tau) == pytest.approx(result.llf, abs=1e-6)
+    start = pd.DataFrame(
+        {"level": [1.0, 1.0], "floor": [-0.5, -0.5], "residual_sd": [0.8, 0.8], "county_sd": [0.3, 0.3]}, index=names
+    )
+    shared = {"floor": True, "residual_sd": False, "county_sd": False}
+    assert _ml_by_group(counties, names, shared, start) == pytest.approx(result.llf, abs=1e-3)
