@@ -166,3 +166,20 @@ def likelihood_ratio_tests(
             "log-likelihood": alternative,
         }
     return pd.DataFrame(rows).T
+
+
+def jackknife_by_group(data: pd.DataFrame, formula: str, term: str, group: str = "county") -> dict[str, float]:
+    """Least squares' estimate of `term` and its leave-one-group-out jackknife standard error: refitted without
+    each group in turn, sqrt((G - 1)/G · Σ (estimate without g - their mean)²). Robust to homes of a group being
+    alike, and honest when the estimate rests on a few groups. Groups whose removal leaves `term` unestimable (no
+    variation left) are skipped and not counted."""
+    estimate = float(smf.ols(formula, data).fit().params[term])
+    refitted = []
+    for name in data[group].unique():
+        rest = data[data[group] != name]
+        if rest[term].nunique() < 2:
+            continue
+        refitted.append(float(smf.ols(formula, rest).fit().params[term]))
+    refitted = np.asarray(refitted)
+    error = float(np.sqrt((len(refitted) - 1) / len(refitted) * ((refitted - refitted.mean()) ** 2).sum()))
+    return {"estimate": estimate, "jackknife SE": error, "groups": len(refitted)}
