@@ -141,3 +141,24 @@ def test_exact_random_intercept_likelihood_matches_mixedlm(two_states):
     )
     shared = {"floor": True, "residual_sd": False, "county_sd": False}
     assert _ml_by_group(counties, names, shared, start) == pytest.approx(result.llf, abs=1e-3)
+
+
+def test_jackknife_by_group_matches_the_leave_one_out_formula_of_least_squares():
+    """With one observation per group, the refitted slopes follow from the full fit exactly:
+    β_(i) = β - (XᵀX)⁻¹ x_i e_i / (1 - h_ii)."""
+    from pooling.heterogeneity import jackknife_by_group
+
+    rng = np.random.default_rng(3)
+    data = pd.DataFrame({"x": rng.normal(size=40)})
+    data["y"] = 1 + 0.5 * data["x"] + rng.standard_t(3, size=40)
+    data["group"] = np.arange(40)
+    design = np.column_stack([np.ones(40), data["x"]])
+    inverse = np.linalg.inv(design.T @ design)
+    beta = inverse @ design.T @ data["y"].to_numpy()
+    residuals = data["y"].to_numpy() - design @ beta
+    leverage = np.einsum("ij,jk,ik->i", design, inverse, design)
+    slopes = beta[1] - (design @ inverse)[:, 1] * residuals / (1 - leverage)
+    expected = np.sqrt(39 / 40 * ((slopes - slopes.mean()) ** 2).sum())
+    result = jackknife_by_group(data, "y ~ x", "x", "group")
+    assert result["estimate"] == pytest.approx(beta[1], rel=1e-10)
+    assert result["jackknife SE"] == pytest.approx(expected, rel=1e-8) and result["groups"] == 40
