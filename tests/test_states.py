@@ -118,3 +118,47 @@ def test_likelihood_ratio_tests_match_separate_fits_where_the_models_separate(tw
         assert tests["df"].eq(1).all()
     floors = per_group_floor_effects(simulated)
     assert list(floors.index) == ["AZ", "MA"] and (floors["floor"] - -0.6).abs().lt(3 * floors["SE"]).all()
+
+
+def test_exact_random_intercept_likelihood_matches_mixedlm(two_states):
+    """The closed-form likelihood behind the per-state-sd tests equals statsmodels' MixedLM log-likelihood at its ML
+    estimates (one residual sd, one county sd, a level and floor effect per state), and its own maximum over those
+    parameters reaches MixedLM's."""
+    import statsmodels.formula.api as smf
+
+    from pooling.heterogeneity import _county_statistics, _ml_by_group, random_intercept_loglik
+
+    homes = two_states.assign(county=two_states["county"].astype(str), state=two_states["state"].astype(str))
+    result = smf.mixedlm("log_radon ~ 0 + C(state) + C(state):floor", homes, groups=homes["county"]).fit(reml=False)
+    counties = _county_statistics(homes, "state")
+    names = sorted(homes["state"].unique())
+    level = counties["group"].map(dict(zip(names, result.fe_params.iloc[:2], strict=True))).to_numpy()
+    floor = counties["group"].map(dict(zip(names, result.fe_params.iloc[2:], strict=True))).to_numpy()
+    sigma, tau = np.sqrt(result.scale), np.sqrt(result.cov_re.iloc[0, 0])
+    assert random_intercept_loglik(counties, level, floor, sigma, tau) == pytest.approx(result.llf, abs=1e-6)
+    start = pd.DataFrame(
+        {"level": [1.0, 1.0], "floor": [-0.5, -0.5], "residual_sd": [0.8, 0.8], "county_sd": [0.3, 0.3]}, index=names
+    )
+    shared = {"floor": True, "residual_sd": False, "county_sd": False}
+    assert _ml_by_group(counties, names, shared, start) == pytest.approx(result.llf, abs=1e-3)
+
+
+def test_jackknife_by_group_matches_the_leave_one_out_formula_of_least_squares():
+    """With one observation per group, the refitted slopes follow from the full fit exactly:
+    β_(i) = β - (XᵀX)⁻¹ x_i e_i / (1 - h_ii)."""
+    from pooling.heterogeneity import jackknife_by_group
+
+    rng = np.random.default_rng(3)
+    data = pd.DataFrame({"x": rng.normal(size=40)})
+    data["y"] = 1 + 0.5 * data["x"] + rng.standard_t(3, size=40)
+    data["group"] = np.arange(40)
+    design = np.column_stack([np.ones(40), data["x"]])
+    inverse = np.linalg.inv(design.T @ design)
+    beta = inverse @ design.T @ data["y"].to_numpy()
+    residuals = data["y"].to_numpy() - design @ beta
+    leverage = np.einsum("ij,jk,ik->i", design, inverse, design)
+    slopes = beta[1] - (design @ inverse)[:, 1] * residuals / (1 - leverage)
+    expected = np.sqrt(39 / 40 * ((slopes - slopes.mean()) ** 2).sum())
+    result = jackknife_by_group(data, "y ~ x", "x", "group")
+    assert result["estimate"] == pytest.approx(beta[1], rel=1e-10)
+    assert result["jackknife SE"] == pytest.approx(expected, rel=1e-8) and result["groups"] == 40

@@ -332,7 +332,7 @@ def three_levels(
     homes, so it is centred; the states' floor effects are known about as well as they differ, so they are
     non-centred. Priors are weakly informative on the log scale of pCi/L; with seven states the HalfNormal(0.5) on
     state_sd shapes the upper tail of its posterior, which chapter 9 shows by computing that posterior exactly under
-    four priors.
+    six priors.
 
     The county effects are integrated out, which the Gaussian model allows exactly: a county's homes inform the
     rest through three statistics, each an observed variable named by county: their mean, whose sd is

@@ -237,6 +237,14 @@ def check_statistics(log_radon, county, group=None, county_covariate=None) -> pd
     return statistics
 
 
+def share_above_action_level(mean, sd) -> float:
+    """The share of homes above the EPA's action level that a normal distribution of log radon predicts, each home
+    with its own `mean` and the common `sd` (log pCi/L, the book's log(activity + 0.1))."""
+    from scipy import stats
+
+    return float(stats.norm.sf((np.log(ACTION_LEVEL + 0.1) - np.asarray(mean, float)) / sd).mean())
+
+
 def chance_outside(homes, sigma, tau, probability: float = 0.94):
     """The probability that a county's observed mean falls outside the central interval of its replicated means
     when the varying-intercept model is true, given sigma and tau (arguments broadcast).
