@@ -1,11 +1,20 @@
-"""Shared fixtures: the executed chapters (built once per session) and small data sets."""
+"""Shared fixtures: the executed chapters (built once per session) and small data sets; Hypothesis's CI profile."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from hypothesis import settings
 
 from pooling.build import build_preview
 from pooling.render.preview import PREVIEW_DIR
+
+# On CI the property tests draw the same examples every run, so a verdict depends on the commit alone; elsewhere each
+# run explores new ones, and what they find becomes a named regression test (tests/test_validation.py).
+settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 @pytest.fixture(scope="session")

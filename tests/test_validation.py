@@ -510,3 +510,11 @@ def test_the_data_command_run_as_users_run_it(tmp_path):
     assert "Traceback" not in quiet.stderr
     loud = subprocess.run(command, env=environment | {files.DEBUG_VARIABLE: "1"}, capture_output=True, text=True)
     assert loud.returncode == 1 and "Traceback" in loud.stderr and "DataError" in loud.stderr
+
+
+def test_a_tiny_sum_of_squares_is_data_not_a_bad_scale():
+    """Only a prior's scale must lie from 1e-150 to 1e150; a site whose x are nearly 0 (hypothesis found
+    sum_x_squared = 3.8e-274) gets weight 0 on its own data, not a refusal."""
+    from pooling.shrinkage import shrinkage_factor
+
+    assert shrinkage_factor(3.8e-274, 1.0, 1.0) == pytest.approx(0.0, abs=1e-270)

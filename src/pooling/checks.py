@@ -87,8 +87,7 @@ def finite_column(name: str, data: pd.DataFrame, column: str) -> np.ndarray:
 
 
 def array(name: str, values, *, positive: bool = False) -> np.ndarray:
-    """A number or array of numbers (not strings or bools), all finite, and with `positive` all scales: from 1e-150
-    to 1e150."""
+    """A number or array of numbers (not strings or bools), all finite, and with `positive` all > 0."""
     try:
         kind = np.asarray(values).dtype.kind
     except ValueError:  # lists of different lengths
@@ -107,14 +106,15 @@ def array(name: str, values, *, positive: bool = False) -> np.ndarray:
 SMALLEST_SCALE = 1e-150
 
 
-def _first_violation(values: np.ndarray, positive: bool) -> tuple[str, list, float] | None:
-    """The first requirement ("finite", then with `positive` "positive" and "from 1e-150 to 1e150") an entry of
-    `values` breaks, that entry's index (empty for a number) and its value; None if all entries meet them. A scale
-    outside 1e-150..1e150 has a square (a variance) that float64 rounds to 0 or infinity: the log density is -inf."""
+def _first_violation(values: np.ndarray, positive: bool, scale: bool = False) -> tuple[str, list, float] | None:
+    """The first requirement ("finite", then with `positive` "positive", then with `scale` "from 1e-150 to 1e150")
+    an entry of `values` breaks, that entry's index (empty for a number) and its value; None if all entries meet
+    them. A prior's scale outside 1e-150..1e150 has a square (a variance) that float64 rounds to 0 or infinity, so
+    the model's log density is -inf."""
     requirements = (
         (~np.isfinite(values), "finite"),
         (positive & ~(values > 0), "positive"),
-        (positive & ~((values >= SMALLEST_SCALE) & (values <= 1 / SMALLEST_SCALE)), "from 1e-150 to 1e150"),
+        (scale & ~((values >= SMALLEST_SCALE) & (values <= 1 / SMALLEST_SCALE)), "from 1e-150 to 1e150"),
     )
     for wrong, requirement in requirements:
         if np.any(wrong):
@@ -318,7 +318,7 @@ def _prior(term: str, whole, prior, path: str) -> None:
     argument = path.rsplit(".", 1)[-1] if path else term
     distribution = getattr(_owner(whole, path), "name", None)
     positive = argument in POSITIVE_PRIOR_ARGUMENTS and (distribution, argument) not in REAL_PRIOR_ARGUMENTS
-    violation = _first_violation(np.asarray(prior, float), positive)
+    violation = _first_violation(np.asarray(prior, float), positive, scale=positive)
     if violation:
         requirement, index, value = violation
         entry = f"[{', '.join(map(str, index))}]" if index else ""
